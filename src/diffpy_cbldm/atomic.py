@@ -1,0 +1,43 @@
+"""Write files so that a failure never leaves a partial file behind."""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_path"]
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; move it onto `path` on success.
+
+    The temporary file lives in the destination folder, so the final
+    ``os.replace`` is atomic. If the body raises, the temporary file is
+    removed and `path` is left as it was.
+
+    Raises
+    ------
+    OSError
+        With the destination named, when its folder does not exist or is
+        not writable.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"cannot write {path}: folder {folder} does not exist"
+        )
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"cannot write {path}: {folder} is not writable")
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".part", dir=folder
+    )
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,1 @@
+"""Building clusters, canonical atom order, Laplacian <-> coordinates."""

@@ -1,0 +1,1 @@
+"""Building and reading training sets of (structure, PDF) pairs."""

@@ -1,0 +1,1 @@
+"""Physics of G(r): the Debye calculator, PDF data files and Rw."""

@@ -53,7 +53,9 @@ class PDFSettings:
         for f in fields(self):
             value = getattr(self, f.name)
             if not np.isfinite(value):
-                raise ValueError(f"PDF setting {f.name}={value!r} is not finite")
+                raise ValueError(
+                    f"PDF setting {f.name}={value!r} is not finite"
+                )
         nonnegative = ("rmin", "qmin", "qdamp", "qbroad", "biso")
         for name in nonnegative:
             if getattr(self, name) < 0:

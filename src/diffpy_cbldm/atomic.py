@@ -34,6 +34,10 @@ def atomic_path(path):
         prefix=f".{path.name}.", suffix=".part", dir=folder
     )
     os.close(fd)
+    # mkstemp creates the file 0600; give it the mode a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield Path(tmp)
         os.replace(tmp, path)

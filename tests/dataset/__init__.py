@@ -1,0 +1,1 @@
+"""Tests of the training-set builder and reader."""

@@ -1,0 +1,219 @@
+"""The conventions a trained CbLDM depends on, in one place.
+
+A set of weights only makes sense with the data conventions it was trained
+with: the r-grid and the settings of the PDFs, how a PDF is normalised
+before it reaches the network, the width sigma of the Laplacian, the rule
+that orders the atoms in the Laplacian and the largest cluster it holds.
+:class:`Conventions` carries all of them; it is saved in every weights
+manifest and read back from there, never re-typed.
+
+:func:`normalise_pdf` is the one place a PDF is scaled for the network.
+"""
+
+import sys
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from diffpy_cbldm.pdf.settings import PDFSettings
+
+__all__ = ["Conventions", "PDF_NORMALISATIONS", "normalise_pdf"]
+
+PDF_NORMALISATIONS = ("max-abs",)
+"""Known PDF normalisations; ``"max-abs"`` is ``G / max|G|`` on the grid."""
+
+
+def _model_pdf_settings():
+    # Table 1 of the CbLDM paper: r 0-30 Å in 0.01 Å steps (3000 points),
+    # Q 0.7-25 Å^-1, Biso 0.3 Å^2, delta2 0. Qdamp varies per structure
+    # in the training set; the nominal value here is 0.
+    return PDFSettings(
+        rmin=0.0, rmax=30.0, rstep=0.01, qmin=0.7, qmax=25.0, biso=0.3
+    )
+
+
+def _default_sigma():
+    from diffpy_cbldm.clusters.laplacian import DEFAULT_SIGMA
+
+    return float(DEFAULT_SIGMA)
+
+
+def _default_ordering_rule():
+    # Read when a Conventions is made, not when this module is imported,
+    # so that this module stays importable on its own.
+    try:
+        from diffpy_cbldm.clusters.order import ORDERING_RULE
+    except ImportError as err:
+        raise ImportError(
+            "the default atom ordering rule is ORDERING_RULE in "
+            "diffpy_cbldm.clusters.order, which could not be imported "
+            f"({err}); pass ordering_rule= explicitly"
+        ) from err
+    return str(ORDERING_RULE)
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """Every data convention a set of CbLDM weights depends on.
+
+    Attributes
+    ----------
+    pdf : PDFSettings
+        Settings of the PDFs the model was trained on; its r-grid (Å) is
+        the grid the condition network reads (3000 points by default).
+    pdf_normalisation : str
+        How a PDF is scaled before the network sees it; ``"max-abs"``
+        divides G(r) by its largest absolute value on the grid.
+    sigma : float
+        Width in Å of the Gaussian edge weights of the Laplacian,
+        ``W_ij = exp(-d_ij^2 / (2 sigma^2))``.
+    ordering_rule : str
+        Name of the rule that puts the atoms in canonical order before
+        the Laplacian is built (``diffpy_cbldm.clusters.order``).
+    max_atoms : int
+        Side of the zero-padded Laplacian image; the largest cluster.
+    """
+
+    pdf: PDFSettings = field(default_factory=_model_pdf_settings)
+    pdf_normalisation: str = "max-abs"
+    sigma: float = field(default_factory=_default_sigma)
+    ordering_rule: str = field(default_factory=_default_ordering_rule)
+    max_atoms: int = 256
+
+    def __post_init__(self):
+        if not isinstance(self.pdf, PDFSettings):
+            raise ValueError(
+                f"Conventions.pdf must be a PDFSettings, got {self.pdf!r}"
+            )
+        if self.pdf_normalisation not in PDF_NORMALISATIONS:
+            raise ValueError(
+                f"Conventions.pdf_normalisation={self.pdf_normalisation!r} "
+                f"is not one of {PDF_NORMALISATIONS}"
+            )
+        sigma = self.sigma
+        if not (isinstance(sigma, (int, float)) and np.isfinite(sigma)):
+            raise ValueError(
+                f"Conventions.sigma={sigma!r} must be a finite length in Å"
+            )
+        if sigma <= 0:
+            raise ValueError(f"Conventions.sigma={sigma!r} must be > 0 Å")
+        if not isinstance(self.ordering_rule, str) or not self.ordering_rule:
+            raise ValueError(
+                "Conventions.ordering_rule must be a non-empty string, got "
+                f"{self.ordering_rule!r}"
+            )
+        if (
+            isinstance(self.max_atoms, bool)
+            or not isinstance(self.max_atoms, int)
+            or self.max_atoms < 1
+        ):
+            raise ValueError(
+                "Conventions.max_atoms must be a positive integer, got "
+                f"{self.max_atoms!r}"
+            )
+
+    @property
+    def rgrid(self):
+        """The model's r-grid in Å, shape (n_points,)."""
+        return self.pdf.rgrid
+
+    @property
+    def n_points(self):
+        """Number of r-points of a model PDF (3000 by default)."""
+        return len(self.pdf.rgrid)
+
+    def to_dict(self):
+        """Plain, JSON-ready dict of every convention."""
+        return {
+            "pdf": self.pdf.to_dict(),
+            "pdf_normalisation": self.pdf_normalisation,
+            "sigma": float(self.sigma),
+            "ordering_rule": self.ordering_rule,
+            "max_atoms": int(self.max_atoms),
+        }
+
+    @classmethod
+    def from_dict(cls, d):
+        """Rebuild from :meth:`to_dict` output.
+
+        Raises
+        ------
+        ValueError
+            When a key is missing or unknown, or a value is invalid.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"conventions must be a dict, got {d!r}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        missing = sorted(names - set(d))
+        if unknown:
+            raise ValueError(f"unknown conventions field(s) {unknown}")
+        if missing:
+            raise ValueError(f"conventions field(s) {missing} missing")
+        pdf = d["pdf"]
+        if not isinstance(pdf, dict):
+            raise ValueError(
+                f"conventions field 'pdf' must be a dict: {pdf!r}"
+            )
+        pdf_names = {f.name for f in fields(PDFSettings)}
+        bad = sorted(set(pdf) - pdf_names)
+        if bad:
+            raise ValueError(f"unknown PDF setting(s) {bad} in conventions")
+        return cls(**{**d, "pdf": PDFSettings(**pdf)})
+
+
+def normalise_pdf(g, conventions):
+    """Scale PDFs the way the network expects them.
+
+    Parameters
+    ----------
+    g : numpy.ndarray or torch.Tensor, shape (n_points,) or (B, n_points)
+        G(r) in Å⁻² on the model's r-grid (``conventions.rgrid``).
+    conventions : Conventions
+        Supplies the grid length and the normalisation rule.
+
+    Returns
+    -------
+    Same type and shape as `g`
+        For ``"max-abs"``: each curve divided by its largest absolute
+        value, so it lies in [-1, 1]. Floating input keeps its dtype.
+
+    Raises
+    ------
+    ValueError
+        When the last axis does not match the grid, `g` has more than two
+        axes, holds NaN/infinity, or a curve is zero everywhere (row
+        named).
+    """
+    n = conventions.n_points
+    torch = sys.modules.get("torch")
+    is_tensor = torch is not None and isinstance(g, torch.Tensor)
+    if not is_tensor:
+        g = np.asarray(g)
+        if not np.issubdtype(g.dtype, np.floating):
+            g = g.astype(float)
+    if g.ndim not in (1, 2) or g.shape[-1] != n:
+        raise ValueError(
+            f"PDF must have shape ({n},) or (B, {n}) on the model's r-grid "
+            f"(r {conventions.pdf.rmin}-{conventions.pdf.rmax} Å, step "
+            f"{conventions.pdf.rstep} Å), got shape {tuple(g.shape)}"
+        )
+    if is_tensor:
+        finite = torch.isfinite(g).reshape(-1, n).all(dim=1)
+        scale = g.abs().amax(dim=-1, keepdim=True)
+        zero = (scale == 0).reshape(-1)
+        bad_rows = (~finite).nonzero().reshape(-1).tolist()
+        zero_rows = zero.nonzero().reshape(-1).tolist()
+    else:
+        finite = np.isfinite(g).reshape(-1, n).all(axis=1)
+        scale = np.abs(g).max(axis=-1, keepdims=True)
+        bad_rows = np.flatnonzero(~finite).tolist()
+        zero_rows = np.flatnonzero(scale.reshape(-1) == 0).tolist()
+    if bad_rows:
+        raise ValueError(f"PDF row(s) {bad_rows[:10]} contain NaN or infinity")
+    if zero_rows:
+        raise ValueError(
+            f"PDF row(s) {zero_rows[:10]} are zero everywhere and cannot be "
+            "normalised"
+        )
+    return g / scale

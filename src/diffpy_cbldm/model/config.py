@@ -1,0 +1,455 @@
+"""Architecture configurations of the three CbLDM networks.
+
+Frozen dataclasses, saved as JSON inside every weights manifest
+(:mod:`diffpy_cbldm.weights`) and read back with ``from_dict``. Sizes are
+chosen so that the three training stages fit in a few CPU hours; the
+reasoning and measurements are in ``docs/theory_model.rst``.
+"""
+
+import typing
+from dataclasses import asdict, dataclass, field, fields
+
+from diffpy_cbldm.conventions import Conventions
+
+__all__ = [
+    "BETA_SCHEDULES",
+    "CbLDMConfig",
+    "ConditionVAEConfig",
+    "DenoiserConfig",
+    "StructureVAEConfig",
+]
+
+BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
+"""Noise schedules accepted (diffusers names); the paper uses the cosine
+schedule, ``"squaredcos_cap_v2"``."""
+
+
+def _check_positive_int(owner, name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"{owner}.{name} must be a positive integer, got {value!r}"
+        )
+
+
+def _check_channels(owner, name, value):
+    if not isinstance(value, tuple) or not value:
+        raise ValueError(
+            f"{owner}.{name} must be a non-empty tuple of integers, got "
+            f"{value!r}"
+        )
+    for c in value:
+        _check_positive_int(owner, name, c)
+
+
+def _check_nonnegative(owner, name, value):
+    if not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{owner}.{name} must be >= 0, got {value!r}")
+
+
+def _from_dict(cls, d):
+    """Build a flat config dataclass from a dict, lists becoming tuples."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{cls.__name__} needs a dict, got {d!r}")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in d.items():
+        if typing.get_origin(hints[key]) is tuple and isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ConditionVAEConfig:
+    """The condition VAE: a PDF of `n_points` -> latent condition.
+
+    The PDF is folded into ``(fold, n_points // fold)`` (the paper's
+    (6, 500)) and compressed by 1-D convolutions to ``(latent_channels,
+    latent_length)`` (the paper's (2, 125)).
+
+    Attributes
+    ----------
+    n_points : int
+        Points of the PDF on the model's r-grid.
+    fold : int
+        Number of r-segments stacked as input channels.
+    channels : tuple of int
+        Channels per resolution level; ``len(channels) - 1`` halvings of
+        the length.
+    blocks_per_level : int
+        Residual blocks per level in encoder and decoder.
+    latent_channels : int
+        Channels of the latent condition.
+    kl_weight : float
+        Weight of the KL term (nats per latent element) against the
+        reconstruction MSE in :meth:`ConditionVAE.loss`.
+    """
+
+    n_points: int = 3000
+    fold: int = 6
+    channels: tuple[int, ...] = (32, 64, 64)
+    blocks_per_level: int = 1
+    latent_channels: int = 2
+    kl_weight: float = 1e-4
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        for name in ("n_points", "fold", "blocks_per_level"):
+            _check_positive_int(owner, name, getattr(self, name))
+        _check_positive_int(owner, "latent_channels", self.latent_channels)
+        _check_channels(owner, "channels", self.channels)
+        _check_nonnegative(owner, "kl_weight", self.kl_weight)
+        factor = self.fold * 2 ** (len(self.channels) - 1)
+        if self.n_points % factor:
+            raise ValueError(
+                f"{owner}: n_points={self.n_points} must be divisible by "
+                f"fold * 2**(len(channels) - 1) = {factor}"
+            )
+
+    @property
+    def latent_length(self):
+        """Length of the latent condition (125 by default)."""
+        return self.n_points // self.fold // 2 ** (len(self.channels) - 1)
+
+    @property
+    def latent_shape(self):
+        """Shape of one latent condition, ``(latent_channels, length)``."""
+        return (self.latent_channels, self.latent_length)
+
+    @property
+    def condition_dim(self):
+        """Number of values in one latent condition (250 by default)."""
+        return self.latent_channels * self.latent_length
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return _from_dict(cls, d)
+
+
+@dataclass(frozen=True)
+class StructureVAEConfig:
+    """The structure VAE: Laplacian + condition -> latent -> Laplacian.
+
+    The encoder reads the adjacency ``W = diag(L) - L`` of the padded
+    ``size x size`` Laplacian through a ``patch_size`` patch embedding,
+    then convolutions and self-attention down to ``(latent_channels,
+    latent_size, latent_size)``. The prior ``p(z | c)`` is an MLP of the
+    latent condition; the decoder is unconditional.
+
+    Attributes
+    ----------
+    size : int
+        Side of the Laplacian image (``Conventions.max_atoms``).
+    patch_size : int
+        Side of the square patches the stem embeds.
+    encoder_channels, decoder_channels : tuple of int
+        Channels per resolution level, encoder from the patch grid down,
+        decoder from the latent up; each has ``len - 1`` resolution
+        changes by 2.
+    encoder_blocks, decoder_blocks : int
+        Residual blocks per level.
+    head_channels : int
+        Hidden width of the per-cell MLP that turns decoder features into
+        a patch of ``patch_size**2`` matrix entries; at least
+        ``patch_size**2`` lets a patch take any value.
+    attention : bool
+        Self-attention at the latent resolution in encoder and decoder.
+    latent_channels : int
+        Channels of the latent (1 in the paper).
+    condition_dim : int
+        Values in one latent condition (``ConditionVAEConfig
+        .condition_dim``).
+    prior_hidden : int
+        Width of the hidden layers of the prior MLP and the atom-count
+        head.
+    count_weight : float
+        Weight of the atom-count cross-entropy (nats) in the loss.
+    kl_weight : float
+        Default weight of ``KL(q(z|L,c) || p(z|c))`` (nats per latent
+        element) against the reconstruction error.
+    """
+
+    size: int = 256
+    patch_size: int = 16
+    encoder_channels: tuple[int, ...] = (64,)
+    decoder_channels: tuple[int, ...] = (64,)
+    encoder_blocks: int = 1
+    decoder_blocks: int = 2
+    head_channels: int = 256
+    attention: bool = True
+    latent_channels: int = 1
+    condition_dim: int = 250
+    prior_hidden: int = 512
+    count_weight: float = 1e-2
+    kl_weight: float = 1e-3
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        for name in (
+            "size",
+            "patch_size",
+            "encoder_blocks",
+            "decoder_blocks",
+            "head_channels",
+            "latent_channels",
+            "condition_dim",
+            "prior_hidden",
+        ):
+            _check_positive_int(owner, name, getattr(self, name))
+        _check_channels(owner, "encoder_channels", self.encoder_channels)
+        _check_channels(owner, "decoder_channels", self.decoder_channels)
+        _check_nonnegative(owner, "kl_weight", self.kl_weight)
+        _check_nonnegative(owner, "count_weight", self.count_weight)
+        if not isinstance(self.attention, bool):
+            raise ValueError(
+                f"{owner}.attention must be True or False, got "
+                f"{self.attention!r}"
+            )
+        down = self.patch_size * 2 ** (len(self.encoder_channels) - 1)
+        if self.size % down:
+            raise ValueError(
+                f"{owner}: size={self.size} must be divisible by patch_size "
+                f"* 2**(len(encoder_channels) - 1) = {down}"
+            )
+        up = self.latent_size * 2 ** (len(self.decoder_channels) - 1)
+        if up * self.patch_size != self.size:
+            raise ValueError(
+                f"{owner}: the decoder must return to the patch grid; "
+                f"latent_size={self.latent_size} * 2**(len(decoder_channels)"
+                f" - 1) * patch_size = {up * self.patch_size} != size="
+                f"{self.size}"
+            )
+
+    @property
+    def latent_size(self):
+        """Side of the latent image (16 by default)."""
+        return (
+            self.size
+            // self.patch_size
+            // 2 ** (len(self.encoder_channels) - 1)
+        )
+
+    @property
+    def latent_shape(self):
+        """Shape of one latent, ``(latent_channels, side, side)``."""
+        return (self.latent_channels, self.latent_size, self.latent_size)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return _from_dict(cls, d)
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """The latent noise-prediction U-Net (diffusers ``UNet2DModel``).
+
+    The latent condition enters through an MLP whose output is added to
+    the timestep embedding of every residual block.
+
+    Attributes
+    ----------
+    sample_size : int
+        Side of the latent image.
+    latent_channels : int
+        Channels of the latent image.
+    channels : tuple of int
+        ``block_out_channels`` of the U-Net, one per resolution level.
+    attention : tuple of bool
+        Self-attention in the down block of each level (mirrored up).
+    layers_per_block : int
+        Residual layers per down block (up blocks have one more).
+    condition_dim : int
+        Values in one latent condition.
+    norm_groups : int
+        Groups of the group normalisations.
+    attention_head_dim : int
+        Channels per attention head.
+    """
+
+    sample_size: int = 16
+    latent_channels: int = 1
+    channels: tuple[int, ...] = (32, 64, 128)
+    attention: tuple[bool, ...] = (False, True, True)
+    layers_per_block: int = 1
+    condition_dim: int = 250
+    norm_groups: int = 8
+    attention_head_dim: int = 32
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        for name in (
+            "sample_size",
+            "latent_channels",
+            "layers_per_block",
+            "condition_dim",
+            "norm_groups",
+            "attention_head_dim",
+        ):
+            _check_positive_int(owner, name, getattr(self, name))
+        _check_channels(owner, "channels", self.channels)
+        if not isinstance(self.attention, tuple) or len(self.attention) != len(
+            self.channels
+        ):
+            raise ValueError(
+                f"{owner}.attention must be a tuple of {len(self.channels)} "
+                f"booleans (one per level), got {self.attention!r}"
+            )
+        for c in self.channels:
+            if c % self.norm_groups:
+                raise ValueError(
+                    f"{owner}: channel count {c} is not divisible by "
+                    f"norm_groups={self.norm_groups}"
+                )
+        if self.sample_size % 2 ** (len(self.channels) - 1):
+            raise ValueError(
+                f"{owner}: sample_size={self.sample_size} cannot be halved "
+                f"{len(self.channels) - 1} times"
+            )
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return _from_dict(cls, d)
+
+
+@dataclass(frozen=True)
+class CbLDMConfig:
+    """The whole model: three networks, conventions and noise schedule.
+
+    Attributes
+    ----------
+    condition, structure, denoiser
+        Configurations of the three networks.
+    conventions : Conventions
+        Data conventions (r-grid, normalisation, sigma, atom order...).
+    num_train_timesteps : int
+        Diffusion steps T (1000 in the paper).
+    beta_schedule : str
+        diffusers name of the noise schedule; ``"squaredcos_cap_v2"`` is
+        the cosine schedule of the paper.
+    latent_scale : float
+        Structure-VAE latents are multiplied by this before diffusion
+        and divided by it after sampling, so that the diffused data have
+        about unit variance (set it to 1 / std of the training latents).
+    """
+
+    condition: ConditionVAEConfig = field(default_factory=ConditionVAEConfig)
+    structure: StructureVAEConfig = field(default_factory=StructureVAEConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    conventions: Conventions = field(default_factory=Conventions)
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    latent_scale: float = 1.0
+
+    def __post_init__(self):
+        _check_positive_int(
+            "CbLDMConfig", "num_train_timesteps", self.num_train_timesteps
+        )
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(
+                f"CbLDMConfig.beta_schedule={self.beta_schedule!r} is not "
+                f"one of {BETA_SCHEDULES}"
+            )
+        if not isinstance(self.latent_scale, (int, float)) or not (
+            0 < self.latent_scale < float("inf")
+        ):
+            raise ValueError(
+                "CbLDMConfig.latent_scale must be a positive finite number, "
+                f"got {self.latent_scale!r}"
+            )
+        c, s, d = self.condition, self.structure, self.denoiser
+        checks = [
+            (
+                "condition.n_points",
+                c.n_points,
+                "conventions r-grid points",
+                self.conventions.n_points,
+            ),
+            (
+                "structure.size",
+                s.size,
+                "conventions.max_atoms",
+                self.conventions.max_atoms,
+            ),
+            (
+                "structure.condition_dim",
+                s.condition_dim,
+                "condition.condition_dim",
+                c.condition_dim,
+            ),
+            (
+                "denoiser.condition_dim",
+                d.condition_dim,
+                "condition.condition_dim",
+                c.condition_dim,
+            ),
+            (
+                "denoiser.sample_size",
+                d.sample_size,
+                "structure.latent_size",
+                s.latent_size,
+            ),
+            (
+                "denoiser.latent_channels",
+                d.latent_channels,
+                "structure.latent_channels",
+                s.latent_channels,
+            ),
+        ]
+        for name, value, other, expected in checks:
+            if value != expected:
+                raise ValueError(
+                    f"CbLDMConfig: {name}={value} does not match {other}="
+                    f"{expected}"
+                )
+
+    def to_dict(self):
+        """JSON-ready dict, conventions included."""
+        return {
+            "condition": self.condition.to_dict(),
+            "structure": self.structure.to_dict(),
+            "denoiser": self.denoiser.to_dict(),
+            "conventions": self.conventions.to_dict(),
+            "num_train_timesteps": self.num_train_timesteps,
+            "beta_schedule": self.beta_schedule,
+            "latent_scale": float(self.latent_scale),
+        }
+
+    @classmethod
+    def from_dict(cls, d):
+        """Rebuild from :meth:`to_dict` output.
+
+        Raises
+        ------
+        ValueError
+            When a field is unknown or a value is invalid.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"CbLDMConfig needs a dict, got {d!r}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown CbLDMConfig field(s) {unknown}")
+        parts = {
+            "condition": ConditionVAEConfig,
+            "structure": StructureVAEConfig,
+            "denoiser": DenoiserConfig,
+            "conventions": Conventions,
+        }
+        kwargs = dict(d)
+        for key, part in parts.items():
+            if key in kwargs:
+                kwargs[key] = part.from_dict(kwargs[key])
+        return cls(**kwargs)

@@ -1,0 +1,283 @@
+"""The structure VAE with a conditional prior (paper, section 3.1, Alg. 2).
+
+Encoder ``q(z | L, c)``: the padded Laplacian of a cluster, seen through
+its adjacency ``W = diag(L) - L`` (values in [0, 1]), is cut into
+``patch_size`` squares by a strided convolution, convolved down to the
+latent grid, joined there with the prior's mean and log-variance maps
+(that is how the encoder sees the condition), and mapped to the moments of
+a (1, 16, 16) latent.
+
+Prior ``p(z | c)``: an MLP of the latent condition (not N(0, I)).
+
+Decoder ``p(L | z)``, unconditional: convolutions and self-attention from
+the latent back to the patch grid, a pixel shuffle to the full matrix,
+then ``W = relu((h + h^T) / 2)`` with a zero diagonal. An MLP of the latent
+classifies the number of atoms n (1 ... size); the atoms come first in the
+canonical order, so rows and columns from n on are set to zero. Finally
+``L = diag(W 1) - W``. Every decoded matrix is therefore the Laplacian of
+a graph on exactly n atoms: symmetric, zero row sums, non-positive
+off-diagonal, zero padding. During training the mask uses the true n
+(teacher forcing) and the count is learned by its own cross-entropy.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diffpy_cbldm.model.blocks import (
+    Downsample2d,
+    ResBlock2d,
+    SelfAttention2d,
+    Upsample2d,
+    gaussian_kl,
+    group_norm,
+    reparameterize,
+    split_moments,
+)
+from diffpy_cbldm.model.config import StructureVAEConfig
+
+__all__ = [
+    "StructureVAE",
+    "adjacency",
+    "atom_counts",
+    "laplacian_from_adjacency",
+]
+
+
+def adjacency(L):
+    """Edge weights ``W = diag(L) - L`` of Laplacians, (B, N, N)."""
+    return torch.diag_embed(torch.diagonal(L, dim1=-2, dim2=-1)) - L
+
+
+def atom_counts(L):
+    """Atoms of exact padded Laplacians: rows with a positive diagonal.
+
+    (B, N, N) -> (B,) long. For training targets, whose padding is exactly
+    zero; a decoded or noisy matrix needs
+    :func:`diffpy_cbldm.clusters.laplacian.atom_count_from_laplacian`.
+    """
+    return (torch.diagonal(L, dim1=-2, dim2=-1) > 0).sum(dim=-1)
+
+
+def laplacian_from_adjacency(W):
+    """``L = diag(W 1) - W`` for (B, N, N) weights with zero diagonal."""
+    return torch.diag_embed(W.sum(dim=-1)) - W
+
+
+class StructureVAE(nn.Module):
+    """VAE of padded cluster Laplacians with a prior conditioned on the PDF.
+
+    Parameters
+    ----------
+    config : StructureVAEConfig
+    """
+
+    def __init__(self, config=None):
+        super().__init__()
+        self.config = config = config or StructureVAEConfig()
+        p = config.patch_size
+        lc = config.latent_channels
+        side = config.latent_size
+        ec, dc = config.encoder_channels, config.decoder_channels
+
+        hidden = config.prior_hidden
+        self.prior_net = nn.Sequential(
+            nn.Linear(config.condition_dim, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, 2 * lc * side * side),
+        )
+
+        self.stem = nn.Conv2d(1, ec[0], p, stride=p)
+        body = []
+        for level, c in enumerate(ec):
+            body += [ResBlock2d(c, c) for _ in range(config.encoder_blocks)]
+            if level + 1 < len(ec):
+                body.append(Downsample2d(c, ec[level + 1]))
+        self.encoder_body = nn.Sequential(*body)
+        self.encoder_join = nn.Conv2d(ec[-1] + 2 * lc, ec[-1], 1)
+        self.encoder_head = nn.Sequential(
+            SelfAttention2d(ec[-1]) if config.attention else nn.Identity(),
+            ResBlock2d(ec[-1], ec[-1]),
+            group_norm(ec[-1]),
+            nn.SiLU(),
+            nn.Conv2d(ec[-1], 2 * lc, 3, padding=1),
+        )
+
+        dec = [nn.Conv2d(lc, dc[0], 3, padding=1)]
+        for level, c in enumerate(dc):
+            for _ in range(config.decoder_blocks):
+                dec.append(ResBlock2d(c, c))
+                if level == 0 and config.attention:
+                    dec.append(SelfAttention2d(c))
+            if level + 1 < len(dc):
+                dec.append(Upsample2d(c, dc[level + 1]))
+        # The patch head is a per-cell MLP, not one linear map: a linear
+        # map from C features would confine every decoded p x p patch to
+        # one C-dimensional subspace of R^(p^2).
+        dec += [
+            group_norm(dc[-1]),
+            nn.SiLU(),
+            nn.Conv2d(dc[-1], config.head_channels, 1),
+            nn.SiLU(),
+            nn.Conv2d(config.head_channels, p * p, 1),
+            nn.PixelShuffle(p),
+        ]
+        self.decoder = nn.Sequential(*dec)
+        self.count_head = nn.Sequential(
+            nn.Linear(lc * side * side, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, config.size),
+        )
+
+    def _check_laplacian(self, L):
+        n = self.config.size
+        if L.ndim != 3 or L.shape[1:] != (n, n):
+            raise ValueError(
+                f"StructureVAE expects padded Laplacians of shape (B, {n}, "
+                f"{n}), got {tuple(L.shape)}"
+            )
+
+    def _check_condition(self, z_c):
+        if z_c.ndim < 2 or z_c[0].numel() != self.config.condition_dim:
+            raise ValueError(
+                "StructureVAE expects latent conditions of "
+                f"{self.config.condition_dim} values each, shape (B, ...), "
+                f"got {tuple(z_c.shape)}"
+            )
+
+    def prior(self, z_c):
+        """Conditional prior ``p(z | c)``.
+
+        Parameters
+        ----------
+        z_c : torch.Tensor, shape (B, 2, 125)
+            Latent conditions from :meth:`ConditionVAE.condition`.
+
+        Returns
+        -------
+        mu_p, logvar_p : torch.Tensor, each (B, latent_channels, 16, 16)
+        """
+        self._check_condition(z_c)
+        side = self.config.latent_size
+        h = self.prior_net(z_c.reshape(z_c.shape[0], -1))
+        return split_moments(h.reshape(z_c.shape[0], -1, side, side))
+
+    def _posterior(self, L, mu_p, logvar_p):
+        W = adjacency(L).unsqueeze(1)  # (B, 1, N, N), values in [0, 1]
+        h = self.encoder_body(self.stem(W))  # (B, C, 16, 16)
+        h = self.encoder_join(torch.cat([h, mu_p, logvar_p], dim=1))
+        return split_moments(self.encoder_head(h))
+
+    def encode(self, L, z_c):
+        """Posterior ``q(z | L, c)``.
+
+        Parameters
+        ----------
+        L : torch.Tensor, shape (B, size, size)
+            Padded Laplacians of canonically ordered clusters.
+        z_c : torch.Tensor, shape (B, 2, 125)
+            Their latent conditions.
+
+        Returns
+        -------
+        mu, logvar : torch.Tensor, each (B, latent_channels, 16, 16)
+        """
+        self._check_laplacian(L)
+        if z_c.shape[0] != L.shape[0]:
+            raise ValueError(
+                f"{L.shape[0]} Laplacians but {z_c.shape[0]} conditions"
+            )
+        return self._posterior(L, *self.prior(z_c))
+
+    def count_logits(self, z):
+        """Logits of the atom count, (B, lc, 16, 16) -> (B, size); class k
+        is k + 1 atoms."""
+        return self.count_head(z.reshape(z.shape[0], -1))
+
+    def count_atoms(self, z):
+        """Most probable number of atoms of each latent, (B,) long."""
+        return self.count_logits(z).argmax(dim=-1) + 1
+
+    def decode(self, z, atoms=None):
+        """Laplacians from latents, (B, lc, 16, 16) -> (B, size, size).
+
+        Parameters
+        ----------
+        z : torch.Tensor, shape (B, latent_channels, 16, 16)
+        atoms : torch.Tensor of int, shape (B,), optional
+            Number of atoms of each matrix; by default the count head's
+            prediction (:meth:`count_atoms`).
+
+        Returns
+        -------
+        torch.Tensor, shape (B, size, size)
+            Symmetric, zero row sums, non-positive off-diagonal, and zero
+            from row and column ``atoms`` on.
+        """
+        if atoms is None:
+            atoms = self.count_atoms(z)
+        h = self.decoder(z).squeeze(1)  # (B, size, size)
+        n = h.shape[-1]
+        W = torch.relu(0.5 * (h + h.transpose(-1, -2)))
+        index = torch.arange(n, device=h.device)
+        real = (index < atoms.reshape(-1, 1).to(h.device)).to(W.dtype)
+        mask = (
+            real[:, :, None]
+            * real[:, None, :]
+            * (1 - torch.eye(n, dtype=W.dtype, device=W.device))
+        )
+        return laplacian_from_adjacency(W * mask)
+
+    def loss(self, L, z_c, *, beta=None, generator=None):
+        """Negative ELBO with the conditional prior (paper, Alg. 2).
+
+        Parameters
+        ----------
+        L : torch.Tensor, shape (B, size, size)
+            Exact padded Laplacians (padding exactly zero).
+        z_c : torch.Tensor, shape (B, 2, 125)
+        beta : float, optional
+            Weight of the KL term; defaults to ``config.kl_weight``.
+        generator : torch.Generator, optional
+            Source of the reparameterisation noise.
+
+        Returns
+        -------
+        dict of scalar tensors
+            ``rec``: squared error of the off-diagonal entries (the
+            edge weights W) of the matrix decoded with the true atom
+            count, divided by each cluster's n^2 atom pairs, averaged over
+            the batch; ``count``:
+            cross-entropy of the atom count in nats; ``kl``:
+            ``KL(q(z|L,c) || p(z|c))`` in nats per latent element;
+            ``loss = rec + count_weight * count + beta * kl``.
+        """
+        if beta is None:
+            beta = self.config.kl_weight
+        self._check_laplacian(L)
+        mu_p, logvar_p = self.prior(z_c)
+        mu, logvar = self._posterior(L, mu_p, logvar_p)
+        z = reparameterize(mu, logvar, generator)
+        atoms = atom_counts(L)
+        # Off-diagonal entries only: the diagonal is the row sum of the
+        # rest, and weighing its (large, correlated) errors in made the
+        # decoder settle on blurred row averages (docs/theory_model.rst).
+        W_hat = adjacency(self.decode(z, atoms=atoms).float())
+        pairs = atoms.clamp(min=1).float() ** 2
+        rec = (
+            ((W_hat - adjacency(L.float())) ** 2).sum((-2, -1)) / pairs
+        ).mean()
+        count = F.cross_entropy(
+            self.count_logits(z).float(), (atoms - 1).clamp(min=0)
+        )
+        kl = gaussian_kl(
+            mu.float(), logvar.float(), mu_p.float(), logvar_p.float()
+        ).mean()
+        loss = rec + self.config.count_weight * count + beta * kl
+        return {"loss": loss, "rec": rec, "count": count, "kl": kl}
+
+    def forward(self, L, z_c):
+        """Deterministic reconstruction through the posterior mean."""
+        return self.decode(self.encode(L, z_c)[0])

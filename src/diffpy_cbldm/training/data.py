@@ -1,0 +1,220 @@
+"""Training data in memory: one split of a training set, its batches and
+its Laplacians.
+
+A training sample is a pair (structure, PDF draw): each structure of the
+set carries ``D`` PDFs (acquisition settings and noise drawn per PDF). A
+training epoch visits every structure once, with one draw chosen at
+random per epoch; validation uses every pair. A pair is addressed by the
+integer ``code = structure * D + draw``.
+
+The data order of epoch ``e`` is a function of ``(seed, e)`` only
+(:class:`torch.utils.data.DistributedSampler` and a numpy generator
+seeded with both), so a resumed run replays it without stored state.
+"""
+
+import numpy as np
+
+__all__ = [
+    "PairDataset",
+    "SplitArrays",
+    "epoch_batches",
+    "laplacian_batch",
+    "load_split",
+    "validation_batches",
+]
+
+# spawn_key purpose of the per-epoch PDF draw, apart from anything else
+# seeded with the stage's seed.
+_DRAW_KEY = 7
+
+
+class SplitArrays:
+    """The arrays of one split of a training set, in memory.
+
+    Attributes
+    ----------
+    rows : numpy.ndarray of int, shape (n,)
+        Rows of these structures in the training-set file.
+    positions : torch.Tensor, float32, shape (n, 256, 3)
+        Coordinates in Å, canonical order, zero padded.
+    natoms : torch.Tensor, int64, shape (n,)
+    pdf : torch.Tensor, float32, shape (n, D, 3000)
+        PDFs normalised by the run's conventions
+        (:func:`diffpy_cbldm.conventions.normalise_pdf`).
+    n_draws : int
+        PDFs per structure, ``D``.
+    """
+
+    def __init__(self, rows, positions, natoms, pdf):
+        self.rows = rows
+        self.positions = positions
+        self.natoms = natoms
+        self.pdf = pdf
+        self.n_draws = int(pdf.shape[1])
+
+    def __len__(self):
+        return len(self.rows)
+
+    @property
+    def n_pairs(self):
+        return len(self) * self.n_draws
+
+
+def load_split(dataset, split, scheme, conventions):
+    """Read the structures of one split into memory.
+
+    Parameters
+    ----------
+    dataset : diffpy_cbldm.dataset.store.TrainingSet
+    split : {"train", "val", "test"}
+    scheme : {"shape", "random"}
+        See :meth:`TrainingSet.split_indices`.
+    conventions : diffpy_cbldm.conventions.Conventions
+        Normalisation of the PDFs.
+
+    Returns
+    -------
+    SplitArrays
+
+    Raises
+    ------
+    ValueError
+        When the split holds no structure.
+    """
+    import torch
+
+    from diffpy_cbldm.conventions import normalise_pdf
+
+    rows = dataset.split_indices(split, scheme=scheme)
+    if rows.size == 0:
+        raise ValueError(
+            f"training set {dataset.path} has no structure in the "
+            f"{scheme} split {split!r}"
+        )
+    positions = dataset.array("positions")[rows]
+    natoms = dataset.array("natoms")[rows].astype(np.int64)
+    pdf = dataset.array("pdf")[rows]
+    n, draws, npoints = pdf.shape
+    flat = torch.as_tensor(pdf.reshape(n * draws, npoints))
+    pdf = normalise_pdf(flat, conventions).reshape(n, draws, npoints)
+    return SplitArrays(
+        rows=rows,
+        positions=torch.as_tensor(positions),
+        natoms=torch.as_tensor(natoms),
+        pdf=pdf.to(torch.float32).contiguous(),
+    )
+
+
+class PairDataset:
+    """Map-style dataset over pair codes, for a ``DataLoader``.
+
+    Item ``code`` is a dict: every per-structure tensor indexed by
+    ``code // D`` and every per-pair tensor indexed by ``(code // D, code %
+    D)``.
+
+    Parameters
+    ----------
+    n_draws : int
+        ``D``.
+    per_structure : dict of str to torch.Tensor
+        Tensors with the structure as first axis.
+    per_pair : dict of str to torch.Tensor
+        Tensors with axes (structure, draw, ...).
+    """
+
+    def __init__(self, n_draws, per_structure=None, per_pair=None):
+        self.n_draws = int(n_draws)
+        self.per_structure = dict(per_structure or {})
+        self.per_pair = dict(per_pair or {})
+        lengths = {len(t) for t in self.per_structure.values()}
+        lengths |= {len(t) for t in self.per_pair.values()}
+        if len(lengths) != 1:
+            raise ValueError(
+                f"tensors of a PairDataset disagree on the number of "
+                f"structures: {sorted(lengths)}"
+            )
+        self.n_structures = lengths.pop()
+
+    def __len__(self):
+        return self.n_structures * self.n_draws
+
+    def __getitem__(self, code):
+        s, d = divmod(int(code), self.n_draws)
+        item = {name: t[s] for name, t in self.per_structure.items()}
+        item.update({name: t[s, d] for name, t in self.per_pair.items()})
+        return item
+
+
+def epoch_batches(
+    n_structures, n_draws, batch_size, seed, epoch, rank=0, world_size=1
+):
+    """The batches of pair codes that process `rank` trains on in `epoch`.
+
+    Structures are shuffled by a ``DistributedSampler`` (seed, epoch) and
+    shared out between processes; each gets one PDF draw from a numpy
+    generator seeded with (seed, epoch), the same in every process.
+
+    Returns
+    -------
+    list of list of int
+        Batches of at most `batch_size` codes; the last may be smaller.
+    """
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(
+        range(n_structures),
+        num_replicas=world_size,
+        rank=rank,
+        shuffle=True,
+        seed=seed,
+        drop_last=False,
+    )
+    sampler.set_epoch(epoch)
+    structures = np.fromiter(sampler, dtype=np.int64)
+    rng = np.random.default_rng(
+        np.random.SeedSequence(seed, spawn_key=(_DRAW_KEY, epoch))
+    )
+    draws = rng.integers(n_draws, size=n_structures)
+    codes = structures * n_draws + draws[structures]
+    return [
+        codes[k : k + batch_size].tolist()
+        for k in range(0, len(codes), batch_size)
+    ]
+
+
+def validation_batches(n_pairs, batch_size, rank=0, world_size=1):
+    """Every pair code, shared out between processes without repeats."""
+    codes = np.arange(rank, n_pairs, world_size)
+    return [
+        codes[k : k + batch_size].tolist()
+        for k in range(0, len(codes), batch_size)
+    ]
+
+
+def laplacian_batch(positions, natoms, sigma, size):
+    """Laplacians ``L = D - W`` of a batch of zero-padded clusters.
+
+    Parameters
+    ----------
+    positions : torch.Tensor, shape (B, N, 3)
+        Coordinates in Å, atoms first, then zero padding.
+    natoms : torch.Tensor of int, shape (B,)
+    sigma : float
+        Gaussian width in Å.
+    size : int
+        Side of each matrix.
+
+    Returns
+    -------
+    torch.Tensor, float32, shape (B, size, size)
+        Computed on the device of `positions`.
+    """
+    import torch
+
+    from diffpy_cbldm.clusters.laplacian import laplacian
+
+    atoms = torch.arange(positions.shape[1], device=positions.device)
+    mask = atoms[None, :] < natoms.to(positions.device)[:, None]
+    return laplacian(
+        positions, sigma, size=size, dtype=torch.float32, mask=mask
+    )

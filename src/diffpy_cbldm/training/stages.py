@@ -1,0 +1,637 @@
+"""The three CbLDM training stages (paper, section 3.2, Alg. 1-3) and
+:func:`train`, which runs them.
+
+Output folder layout::
+
+    OUT/config.json          the run configuration (RunConfig)
+    OUT/condition/           stage 1: last.pt, best.pt, losses.csv/.png
+    OUT/structure/           stage 2: the same
+    OUT/diffusion/           stage 3: the same, and latents.pt
+    OUT/weights/             the exported weights (after stage 3)
+
+Stage 1 trains the condition VAE on normalised PDFs. Stage 2 trains the
+structure VAE on Laplacians, computed on the fly from the stored
+coordinates, with the latent condition ``z_c`` (the posterior mean) of
+the frozen stage-1 EMA weights. Stage 3 encodes every training pair once
+with the frozen stage-2 EMA encoder to its posterior ``N(mu, var)``
+(cached in ``latents.pt``) and trains the denoiser on ``latent_scale *
+z0`` with ``z0`` drawn from that posterior at every step.
+"""
+
+import json
+import logging
+import math
+from pathlib import Path
+
+from diffpy_cbldm.atomic import atomic_path
+from diffpy_cbldm.training.checkpoint import (
+    file_sha256,
+    load_checkpoint,
+    save_checkpoint,
+)
+from diffpy_cbldm.training.config import STAGES, RunConfig, config_differences
+from diffpy_cbldm.training.data import (
+    PairDataset,
+    laplacian_batch,
+    load_split,
+)
+from diffpy_cbldm.training.loop import BEST, LAST, StageTask, run_stage
+
+__all__ = [
+    "CONFIG_FILE",
+    "TRAIN_STAGES",
+    "WEIGHTS_DIR",
+    "default_config",
+    "stage_settings",
+    "train",
+]
+
+logger = logging.getLogger(__name__)
+
+TRAIN_STAGES = STAGES + ("all",)
+"""Values of ``stage`` accepted by :func:`train`."""
+
+CONFIG_FILE = "config.json"
+WEIGHTS_DIR = "weights"
+LATENTS_FILE = "latents.pt"
+
+# Which parts of the model configuration each stage depends on.
+_MODEL_PARTS = {
+    "condition": ("condition", "conventions"),
+    "structure": ("condition", "structure", "conventions"),
+    "diffusion": None,  # all of it
+}
+_NETWORK = {
+    "condition": "condition_vae",
+    "structure": "structure_vae",
+    "diffusion": "denoiser",
+}
+# Batch of the frozen networks when they encode the whole set.
+_ENCODE_BATCH = 256
+# spawn_key purpose of the initial weights of each stage's network.
+_INIT_KEY = 10
+
+
+def stage_settings(config, stage):
+    """The part of a run configuration that one stage depends on.
+
+    A checkpoint stores it; resuming compares it, so that settings of
+    later stages can change without invalidating earlier ones.
+
+    Parameters
+    ----------
+    config : RunConfig
+    stage : str
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``split``, this stage's settings and the relevant
+        parts of the model configuration.
+    """
+    full = json.loads(json.dumps(config.to_dict()))
+    parts = _MODEL_PARTS[stage]
+    model = full["model"]
+    if parts is not None:
+        model = {k: model[k] for k in parts}
+    return {"split": full["split"], stage: full[stage], "model": model}
+
+
+def _conventions_from_manifest(manifest):
+    """The model's default conventions on a training set's grid, with its
+    Laplacian sigma, size and atom ordering rule."""
+    import dataclasses
+
+    from diffpy_cbldm.conventions import Conventions
+
+    grid = manifest["rgrid"]
+    pdf_field = next(
+        f for f in dataclasses.fields(Conventions) if f.name == "pdf"
+    )
+    pdf = pdf_field.default_factory().replace(
+        rmin=grid["rmin"], rmax=grid["rmax"], rstep=grid["rstep"]
+    )
+    return Conventions(
+        pdf=pdf,
+        sigma=float(manifest["laplacian"]["sigma"]),
+        ordering_rule=str(manifest["ordering_rule"]),
+        max_atoms=int(manifest["laplacian"]["size"]),
+    )
+
+
+def _check_conventions(conventions, dataset):
+    """The model's conventions must be those the training set was built
+    with; raise ValueError naming the first that differs."""
+    m = dataset.manifest
+    grid = m["rgrid"]
+    r = conventions.rgrid
+    checks = (
+        ("r-grid points", conventions.n_points, int(grid["npoints"])),
+        ("r-grid start (Å)", float(r[0]), float(dataset.rgrid[0])),
+        ("r-grid step (Å)", conventions.pdf.rstep, float(grid["rstep"])),
+        ("Laplacian sigma (Å)", conventions.sigma, m["laplacian"]["sigma"]),
+        ("Laplacian size", conventions.max_atoms, m["laplacian"]["size"]),
+        ("atom ordering rule", conventions.ordering_rule, m["ordering_rule"]),
+    )
+    for what, model_value, data_value in checks:
+        same = (
+            math.isclose(model_value, data_value, rel_tol=1e-9)
+            if isinstance(model_value, float)
+            else model_value == data_value
+        )
+        if not same:
+            raise ValueError(
+                f"the model's conventions do not match training set "
+                f"{dataset.path}: {what} is {model_value!r} in the model "
+                f"configuration but {data_value!r} in the training set"
+            )
+
+
+def default_config(data):
+    """The default run configuration for a training set.
+
+    The networks and stage settings are the package defaults; the
+    conventions (r-grid, Laplacian sigma and size, atom ordering rule)
+    are the training set's.
+
+    Parameters
+    ----------
+    data : path-like
+        A training set (``cbldm dataset build``).
+
+    Returns
+    -------
+    RunConfig
+    """
+    from diffpy_cbldm.dataset.store import open_dataset
+    from diffpy_cbldm.model import CbLDMConfig
+
+    with open_dataset(data) as ds:
+        conventions = _conventions_from_manifest(ds.manifest)
+    return RunConfig(model=CbLDMConfig(conventions=conventions))
+
+
+def _resolve_config(config, out_dir, data, ctx):
+    """The configuration to train with, written to OUT/config.json."""
+    path = out_dir / CONFIG_FILE
+    if config is None:
+        if path.is_file():
+            try:
+                config = RunConfig.from_dict(json.loads(path.read_text()))
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from None
+        else:
+            config = default_config(data)
+    elif not isinstance(config, RunConfig):
+        raise ValueError(
+            f"config must be a RunConfig or None, got {type(config).__name__}"
+        )
+    if ctx.is_main:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    return config
+
+
+# -- the frozen networks of earlier stages ------------------------------
+
+
+def _load_frozen(out_dir, stage, config, data_hash, device):
+    """The best EMA weights of an earlier stage, frozen, and their hash.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the stage has no ``best.pt``.
+    ValueError
+        When it was trained on another training set, or its network
+        configuration differs from `config`'s.
+    """
+    from diffpy_cbldm.model import build_modules
+
+    path = out_dir / stage / BEST
+    if not path.is_file():
+        later = STAGES[STAGES.index(stage) + 1]
+        raise FileNotFoundError(
+            f"stage {later!r} needs the trained {stage} network of stage "
+            f"{STAGES.index(stage) + 1}, but {path} does not exist; train "
+            f"it first (cbldm train --stage {stage} --out {out_dir} ...)"
+        )
+    state = load_checkpoint(path)
+    if state["data_sha256"] != data_hash:
+        raise ValueError(
+            f"{path} was trained on another training set (content sha256 "
+            f"{state['data_sha256']}, this one {data_hash}); retrain stage "
+            f"{stage!r} on it or use its training set"
+        )
+    saved = state["config"]["model"][stage]
+    wanted = json.loads(json.dumps(getattr(config.model, stage).to_dict()))
+    changes = config_differences(saved, wanted, prefix=f"model.{stage}.")
+    if changes:
+        raise ValueError(
+            f"{path} holds a {stage} network of another configuration "
+            f"({'; '.join(changes)}); retrain stage {stage!r} or use its "
+            "configuration"
+        )
+    last = out_dir / stage / LAST
+    if last.is_file():
+        done = load_checkpoint(last)["epoch"]
+        planned = state["config"][stage]["epochs"]
+        if done < planned:
+            logger.warning(
+                "stage %s has run %d of %d epochs; using its best weights "
+                "so far (epoch %d)",
+                stage,
+                done,
+                planned,
+                state["epoch"],
+            )
+    net = build_modules(config.model, [_NETWORK[stage]])[_NETWORK[stage]]
+    net.load_state_dict(state["weights"])
+    net.to(device).eval().requires_grad_(False)
+    return net, file_sha256(path), state
+
+
+def _conditions(cvae, pdf, device):
+    """Latent conditions of every PDF, (n, D, 3000) -> (n, D, C, length).
+
+    The posterior mean of the frozen condition VAE, in float32.
+    """
+    import torch
+
+    n, draws, npoints = pdf.shape
+    flat = pdf.reshape(n * draws, npoints)
+    out = []
+    with torch.no_grad():
+        for k in range(0, len(flat), _ENCODE_BATCH):
+            out.append(cvae.condition(flat[k : k + _ENCODE_BATCH].to(device)))
+    z_c = torch.cat(out).float().cpu()
+    return z_c.reshape(n, draws, *z_c.shape[1:])
+
+
+def _encode_latents(svae, arrays, z_c, conventions, device):
+    """Posterior moments of every (structure, draw) pair.
+
+    Returns
+    -------
+    mu, logvar : torch.Tensor, each (n, D, latent_channels, 16, 16)
+    """
+    import torch
+
+    n, draws = z_c.shape[:2]
+    step = max(1, _ENCODE_BATCH // draws)
+    mus, logvars = [], []
+    with torch.no_grad():
+        for k in range(0, n, step):
+            L = laplacian_batch(
+                arrays.positions[k : k + step].to(device),
+                arrays.natoms[k : k + step],
+                conventions.sigma,
+                conventions.max_atoms,
+            )
+            b = len(L)
+            L = L.repeat_interleave(draws, dim=0)
+            zc = z_c[k : k + step].reshape(b * draws, *z_c.shape[2:])
+            mu, logvar = svae.encode(L, zc.to(device))
+            mus.append(mu.float().cpu().reshape(b, draws, *mu.shape[1:]))
+            logvars.append(
+                logvar.float().cpu().reshape(b, draws, *logvar.shape[1:])
+            )
+    return torch.cat(mus), torch.cat(logvars)
+
+
+# -- the stages ----------------------------------------------------------
+
+
+def _seed_init(seed):
+    import numpy as np
+    import torch
+
+    words = np.random.SeedSequence(seed, spawn_key=(_INIT_KEY,))
+    torch.manual_seed(int(words.generate_state(1)[0]))
+
+
+def _new_network(config, stage, device):
+    from diffpy_cbldm.model import build_modules
+
+    _seed_init(config.stage(stage).seed)
+    name = _NETWORK[stage]
+    return build_modules(config.model, [name])[name].to(device)
+
+
+def _condition_task(config, splits, device):
+    net = _new_network(config, "condition", device)
+    train, val = splits
+
+    def loss(net, batch, kl_weight):
+        return net.loss(batch["pdf"], kl_weight=kl_weight)
+
+    return StageTask(
+        name="condition",
+        net=net,
+        train_data=PairDataset(train.n_draws, per_pair={"pdf": train.pdf}),
+        val_data=PairDataset(val.n_draws, per_pair={"pdf": val.pdf}),
+        loss=loss,
+        kl_weight=config.model.condition.kl_weight,
+    )
+
+
+def _structure_task(config, splits, cvae, device):
+    import torch
+
+    net = _new_network(config, "structure", device)
+    conventions = config.model.conventions
+
+    def pairs(arrays):
+        return PairDataset(
+            arrays.n_draws,
+            per_structure={
+                "positions": arrays.positions,
+                "natoms": arrays.natoms,
+            },
+            per_pair={"z_c": _conditions(cvae, arrays.pdf, device)},
+        )
+
+    def loss(net, batch, kl_weight):
+        # The Laplacian is data, built in float32 outside autocast.
+        with torch.autocast(device_type=device.type, enabled=False):
+            L = laplacian_batch(
+                batch["positions"],
+                batch["natoms"],
+                conventions.sigma,
+                conventions.max_atoms,
+            )
+        return net.loss(L, batch["z_c"], beta=kl_weight)
+
+    return StageTask(
+        name="structure",
+        net=net,
+        train_data=pairs(splits[0]),
+        val_data=pairs(splits[1]),
+        loss=loss,
+        kl_weight=config.model.structure.kl_weight,
+    )
+
+
+def _latents(stage_dir, splits, cvae, svae, config, meta, ctx):
+    """Posterior moments and conditions of every train and val pair,
+    computed once by process 0 and cached in ``latents.pt``."""
+    path = stage_dir / LATENTS_FILE
+    key = {k: meta[k] for k in ("data_sha256", "upstream")}
+    key["split"] = config.split
+
+    def usable():
+        if not path.is_file():
+            return None
+        try:
+            state = load_checkpoint(path)
+        except ValueError:
+            return None
+        return state if state.get("key") == key else None
+
+    if ctx.is_main and usable() is None:
+        device = ctx.device
+        conventions = config.model.conventions
+        state = {"key": key}
+        for name, arrays in zip(("train", "val"), splits):
+            z_c = _conditions(cvae, arrays.pdf, device)
+            mu, logvar = _encode_latents(
+                svae, arrays, z_c, conventions, device
+            )
+            state[name] = {"z_c": z_c, "mu": mu, "logvar": logvar}
+        save_checkpoint(path, state)
+        logger.info("encoded the training latents into %s", path)
+    ctx.barrier()
+    return usable()
+
+
+def _latent_scale(train, target):
+    """``1 / std(z0)`` over every element of the training latents."""
+    import torch
+
+    mu, logvar = train["mu"].double(), train["logvar"].double()
+    variance = mu.var(unbiased=False)
+    if target == "posterior_sample":
+        variance = variance + logvar.exp().mean()
+    return float(1.0 / torch.sqrt(variance))
+
+
+def _diffusion_task(config, latents, scale, device):
+    import torch
+
+    from diffpy_cbldm.model import make_scheduler
+
+    net = _new_network(config, "diffusion", device)
+    scheduler = make_scheduler("ddpm", config.model)
+    sample = config.diffusion.latent == "posterior_sample"
+
+    def pairs(part):
+        return PairDataset(
+            part["mu"].shape[1],
+            per_pair={k: part[k] for k in ("z_c", "mu", "logvar")},
+        )
+
+    def loss(net, batch, kl_weight):
+        z0 = batch["mu"]
+        if sample:
+            z0 = z0 + torch.exp(0.5 * batch["logvar"]) * torch.randn_like(z0)
+        return {"loss": net.loss(scale * z0, batch["z_c"], scheduler)}
+
+    return StageTask(
+        name="diffusion",
+        net=net,
+        train_data=pairs(latents["train"]),
+        val_data=pairs(latents["val"]),
+        loss=loss,
+    )
+
+
+def _export(out_dir, config, scale, data_hash, data_name):
+    """Write the three best EMA networks with ``save_weights``."""
+    from diffpy_cbldm.model import build_modules
+    from diffpy_cbldm.model.pipeline import DEFAULT_T1, DEFAULT_T2
+    from diffpy_cbldm.weights import save_weights
+
+    model_config = config.model
+    if config.diffusion.fit_latent_scale:
+        import dataclasses
+
+        model_config = dataclasses.replace(model_config, latent_scale=scale)
+    modules, metrics = {}, {}
+    for stage in STAGES:
+        state = load_checkpoint(out_dir / stage / BEST)
+        name = _NETWORK[stage]
+        net = build_modules(model_config, [name])[name]
+        net.load_state_dict(state["weights"])
+        modules[name] = net.eval()
+        metrics[stage] = state["metrics"]
+    return save_weights(
+        out_dir / WEIGHTS_DIR,
+        model_config,
+        modules,
+        metrics=metrics,
+        data_hash=data_hash,
+        sampler_defaults={
+            "sampler": "cbldm",
+            "t1": DEFAULT_T1,
+            "t2": DEFAULT_T2,
+        },
+        description=f"CbLDM trained on {data_name} by diffpy_cbldm.training",
+    )
+
+
+def _run(stage, dataset, out_dir, config, ctx, resume, progress):
+    """Train one stage; return its best.pt (or the weights folder)."""
+    data_hash = dataset.manifest.get("content_sha256")
+    splits = (
+        load_split(dataset, "train", config.split, config.model.conventions),
+        load_split(dataset, "val", config.split, config.model.conventions),
+    )
+    stage_dir = out_dir / stage
+    if ctx.is_main:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+    ctx.barrier()
+    meta = {
+        "config": stage_settings(config, stage),
+        "run_config": json.loads(json.dumps(config.to_dict())),
+        "data_sha256": data_hash,
+        "upstream": {},
+    }
+    device = ctx.device
+    if stage == "condition":
+        task = _condition_task(config, splits, device)
+    else:
+        cvae, c_hash, _ = _load_frozen(
+            out_dir, "condition", config, data_hash, device
+        )
+        meta["upstream"]["condition"] = c_hash
+    if stage == "structure":
+        task = _structure_task(config, splits, cvae, device)
+    if stage == "diffusion":
+        svae, s_hash, s_state = _load_frozen(
+            out_dir, "structure", config, data_hash, device
+        )
+        if s_state["upstream"].get("condition") != c_hash:
+            raise ValueError(
+                f"{out_dir / 'structure' / BEST} was trained on another "
+                f"condition network than {out_dir / 'condition' / BEST}; "
+                "retrain stage 'structure'"
+            )
+        meta["upstream"]["structure"] = s_hash
+        latents = _latents(stage_dir, splits, cvae, svae, config, meta, ctx)
+        scale = config.model.latent_scale
+        if config.diffusion.fit_latent_scale:
+            scale = _latent_scale(latents["train"], config.diffusion.latent)
+        meta["latent_scale"] = scale
+        del cvae, svae
+        task = _diffusion_task(config, latents, scale, device)
+    logger.info(
+        "stage %s: %d training and %d validation structures, %d "
+        "process(es) on %s",
+        stage,
+        len(splits[0]),
+        len(splits[1]),
+        ctx.world_size,
+        device,
+    )
+    run_stage(
+        task,
+        config.stage(stage),
+        stage_dir,
+        ctx,
+        meta,
+        resume=resume,
+        progress=progress,
+    )
+    if stage == "diffusion":
+        path = None
+        if ctx.is_main:
+            path = _export(
+                out_dir, config, scale, data_hash, dataset.path.name
+            )
+        ctx.barrier()
+        return Path(path) if path else out_dir / WEIGHTS_DIR
+    return stage_dir / BEST
+
+
+def train(
+    stage,
+    data,
+    out_dir,
+    config=None,
+    *,
+    resume=True,
+    progress=True,
+    device=None,
+):
+    """Train CbLDM: one stage, or all three in order.
+
+    Run it as it is for one process, or under ``torchrun`` for several
+    (one per GPU, or CPU processes on the gloo backend): each process
+    then trains on its share of every batch and process 0 writes the
+    files.
+
+    Parameters
+    ----------
+    stage : {"condition", "structure", "diffusion", "all"}
+        "condition" (Alg. 1), "structure" (Alg. 2, needs stage 1 in
+        `out_dir`), "diffusion" (Alg. 3, needs stages 1 and 2), or "all"
+        three in order.
+    data : path-like
+        The training set (``cbldm dataset build``).
+    out_dir : path-like
+        Output folder; created if missing. See the module docstring.
+    config : RunConfig, optional
+        Default: ``OUT/config.json`` if present, else
+        :func:`default_config` for `data`.
+    resume : bool
+        Continue each stage from its ``last.pt``; a finished stage is
+        skipped. False starts the stage(s) afresh.
+    progress : bool
+        Show progress bars.
+    device : {"cpu", "cuda"}, optional
+        Default: CUDA when available.
+
+    Returns
+    -------
+    pathlib.Path
+        The exported weights folder (``OUT/weights``) for "diffusion" and
+        "all"; the stage's ``best.pt`` otherwise.
+
+    Raises
+    ------
+    ValueError
+        For an unknown stage, a configuration whose conventions differ
+        from the training set's, or a checkpoint of another run.
+    FileNotFoundError
+        When `data` does not exist, or an earlier stage's weights are
+        missing.
+    """
+    from diffpy_cbldm.dataset.store import open_dataset
+    from diffpy_cbldm.training import distributed
+
+    if stage not in TRAIN_STAGES:
+        raise ValueError(
+            f"unknown training stage {stage!r}; choose from {TRAIN_STAGES}"
+        )
+    data = Path(data)
+    if not data.is_file():
+        raise FileNotFoundError(f"training set {data} not found")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"output {out_dir} is not a folder")
+    ctx = distributed.setup(device)
+    try:
+        if ctx.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        ctx.barrier()
+        with open_dataset(data) as dataset:
+            config = _resolve_config(config, out_dir, data, ctx)
+            _check_conventions(config.model.conventions, dataset)
+            stages = STAGES if stage == "all" else (stage,)
+            for name in stages:
+                result = _run(
+                    name, dataset, out_dir, config, ctx, resume, progress
+                )
+        return result
+    finally:
+        ctx.close()

@@ -1,0 +1,369 @@
+"""The samplers: Eq. (8) against its analytic guarantees, every sampler's
+output, and whole sampling runs against the exact answer for Gaussian
+latents (where the ideal noise predictor is known in closed form)."""
+
+import math
+
+import pytest
+import torch
+
+from diffpy_cbldm.model.pipeline import (
+    CbLDMPipeline,
+    blend_prior,
+    make_scheduler,
+)
+from diffpy_cbldm.model.registry import build_modules
+from tests.model.tiny import tiny_config
+
+# diffusers 0.42 DPM-Solver trips a numpy 2 copy= deprecation; not ours.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation:DeprecationWarning"
+)
+
+SAMPLER_CASES = [
+    {"sampler": "ddpm"},
+    {"sampler": "ddpm", "steps": 10},
+    {"sampler": "ddim", "steps": 10},
+    {"sampler": "dpm", "steps": 8},
+    {"sampler": "cbldm", "t1": 30, "t2": 60},
+    {"sampler": "cbldm", "base": "dpm", "steps": 8, "t1": 30, "t2": 60},
+]
+
+
+@pytest.fixture(scope="module")
+def alphas_cumprod():
+    """abar_t of the model's cosine schedule, T = 1000."""
+    return make_scheduler("ddpm", tiny_config()).alphas_cumprod.double()
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """Tiny untrained networks, T = 100 so that full runs are quick."""
+    torch.manual_seed(0)
+    config = tiny_config(num_train_timesteps=100)
+    m = build_modules(config)
+    return CbLDMPipeline(
+        m["condition_vae"], m["structure_vae"], m["denoiser"], config
+    )
+
+
+def conditions(batch, seed=0):
+    return torch.randn(
+        batch, 2, 125, generator=torch.Generator().manual_seed(seed)
+    )
+
+
+# --- Eq. (8) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "t1, t2", [(0, 999), (100, 300), (400, 700), (500, 501)]
+)
+def test_blend_of_consistent_pair_is_the_forward_marginal(
+    alphas_cumprod, t1, t2
+):
+    # x_t2 built from x0 and eps: the estimate must be exactly the x_t1
+    # that the same x0 and eps give, sqrt(abar_1) x0 + sqrt(1-abar_1) eps.
+    g = torch.Generator().manual_seed(t1)
+    x0 = torch.randn(64, 1, 16, 16, generator=g, dtype=torch.float64)
+    eps = torch.randn(64, 1, 16, 16, generator=g, dtype=torch.float64)
+    ab1, ab2 = alphas_cumprod[t1].item(), alphas_cumprod[t2].item()
+    x_t2 = math.sqrt(ab2) * x0 + math.sqrt(1 - ab2) * eps
+    expected = math.sqrt(ab1) * x0 + math.sqrt(1 - ab1) * eps
+    torch.testing.assert_close(
+        blend_prior(x0, x_t2, ab1, ab2), expected, rtol=0, atol=1e-12
+    )
+
+
+def test_blend_marginal_mean_and_variance(alphas_cumprod):
+    # Monte Carlo over eps: mean sqrt(abar_1) x0, variance 1 - abar_1.
+    ab1, ab2 = alphas_cumprod[400].item(), alphas_cumprod[700].item()
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.full((200000,), 0.8, dtype=torch.float64)
+    eps = torch.randn(200000, generator=g, dtype=torch.float64)
+    x_t2 = math.sqrt(ab2) * x0 + math.sqrt(1 - ab2) * eps
+    x_t1 = blend_prior(x0, x_t2, ab1, ab2)
+    assert x_t1.mean().item() == pytest.approx(0.8 * math.sqrt(ab1), abs=5e-3)
+    assert x_t1.var().item() == pytest.approx(1 - ab1, rel=1e-2)
+
+
+def test_blend_error_is_a_times_prior_error(alphas_cumprod):
+    # Eq. (9): x0* = x0 + U moves the estimate by a U,
+    # a = sqrt(abar_1) - sqrt(abar_2) sqrt(1-abar_1) / sqrt(1-abar_2).
+    ab1, ab2 = alphas_cumprod[200].item(), alphas_cumprod[600].item()
+    a = math.sqrt(ab1) - math.sqrt(ab2) * math.sqrt(1 - ab1) / math.sqrt(
+        1 - ab2
+    )
+    g = torch.Generator().manual_seed(2)
+    x0, x_t2, U = torch.randn(3, 500, generator=g, dtype=torch.float64)
+    diff = blend_prior(x0 + U, x_t2, ab1, ab2) - blend_prior(
+        x0, x_t2, ab1, ab2
+    )
+    torch.testing.assert_close(diff, a * U)
+
+
+def test_blend_with_equal_steps_returns_x_t2(alphas_cumprod):
+    ab = alphas_cumprod[450].item()
+    x0, x_t2 = torch.randn(2, 100, dtype=torch.float64)
+    torch.testing.assert_close(blend_prior(x0, x_t2, ab, ab), x_t2)
+
+
+def test_blend_rejects_t1_before_t2(alphas_cumprod):
+    with pytest.raises(ValueError, match="alpha_bar_t2 <= alpha_bar_t1"):
+        blend_prior(
+            torch.zeros(1),
+            torch.zeros(1),
+            alphas_cumprod[700],
+            alphas_cumprod[400],
+        )
+
+
+# --- every sampler on the tiny networks ----------------------------------
+
+
+@pytest.mark.parametrize("kw", SAMPLER_CASES, ids=lambda kw: str(kw))
+def test_sampler_shape_finite_and_seeded(pipe, kw):
+    z_c = conditions(2)
+    a = pipe.sample_latents(
+        z_c, 3, generator=torch.Generator().manual_seed(7), **kw
+    )
+    b = pipe.sample_latents(
+        z_c, 3, generator=torch.Generator().manual_seed(7), **kw
+    )
+    c = pipe.sample_latents(
+        z_c, 3, generator=torch.Generator().manual_seed(8), **kw
+    )
+    assert a.shape == (6, 1, 16, 16)
+    assert torch.isfinite(a).all()
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_cbldm_with_t1_equal_t2_is_plain_ddpm(pipe):
+    # The paper: "setting T1 equal to T2 aligns the sampling process of
+    # CbLDM with that of a general Latent Diffusion Model".
+    z_c = conditions(1)
+    plain = pipe.sample_latents(
+        z_c, 2, sampler="ddpm", generator=torch.Generator().manual_seed(3)
+    )
+    same = pipe.sample_latents(
+        z_c,
+        2,
+        sampler="cbldm",
+        t1=45,
+        t2=45,
+        generator=torch.Generator().manual_seed(3),
+    )
+    torch.testing.assert_close(same, plain, rtol=0, atol=0)
+
+
+def test_cbldm_draws_from_the_conditional_prior(pipe):
+    z_c = conditions(1)
+    prior_bias = pipe.structure_vae.prior_net[-1].bias
+
+    def run(t1, t2):
+        return pipe.sample_latents(
+            z_c,
+            2,
+            sampler="cbldm",
+            t1=t1,
+            t2=t2,
+            generator=torch.Generator().manual_seed(4),
+        )
+
+    before_skip, before_plain = run(30, 60), run(45, 45)
+    with torch.no_grad():
+        prior_bias[:256] += 5.0  # move the prior mean
+    try:
+        after_skip, after_plain = run(30, 60), run(45, 45)
+    finally:
+        with torch.no_grad():
+            prior_bias[:256] -= 5.0
+    assert (after_skip - before_skip).abs().max() > 0.1
+    assert torch.equal(after_plain, before_plain)
+
+
+# --- exact answer for Gaussian latents -----------------------------------
+
+
+class GaussianOracle(torch.nn.Module):
+    """Ideal noise predictor when x0 ~ N(m, s^2 I):
+    E[eps | x_t] = sqrt(1-abar) (x_t - sqrt(abar) m) / (abar s^2 + 1 - abar).
+    """
+
+    def __init__(self, m, s, alphas_cumprod):
+        super().__init__()
+        self.m, self.s, self.abar = m, s, alphas_cumprod.float()
+        self.calls = 0
+
+    def forward(self, x_t, t, z_c):
+        self.calls += 1
+        ab = self.abar[t].view(-1, 1, 1, 1)
+        return (
+            (1 - ab).sqrt()
+            * (x_t - ab.sqrt() * self.m)
+            / (ab * self.s**2 + 1 - ab)
+        )
+
+
+@pytest.fixture(scope="module")
+def gaussian_pipe(alphas_cumprod):
+    """T = 1000 pipeline whose denoiser is ideal for x0 ~ N(m, s^2) and
+    whose conditional prior is that same Gaussian."""
+    config = tiny_config()
+    m = 0.6 * torch.sin(torch.arange(256.0) / 7).reshape(1, 1, 16, 16)
+    s = 0.4
+    svae = build_modules(config, ["structure_vae"])["structure_vae"]
+    with torch.no_grad():
+        last = svae.prior_net[-1]
+        last.weight.zero_()
+        last.bias.copy_(
+            torch.cat([m.flatten(), torch.full((256,), 2 * math.log(s))])
+        )
+    oracle = GaussianOracle(m, s, alphas_cumprod)
+    pipe = CbLDMPipeline(None, svae, oracle, config)
+    return pipe, m, s
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        ({"sampler": "ddpm"}, 0.01),
+        ({"sampler": "ddim", "steps": 250}, 0.01),
+        # DDIM is first order: 50 steps leave 3.5 % of the spread out.
+        ({"sampler": "ddim", "steps": 50}, 0.05),
+        ({"sampler": "dpm", "steps": 20}, 0.015),
+    ],
+    ids=["ddpm-1000", "ddim-250", "ddim-50", "dpm-20"],
+)
+def test_plain_samplers_recover_the_gaussian(gaussian_pipe, kw):
+    kw, tolerance = kw
+    pipe, m, s = gaussian_pipe
+    n = 400
+    x = pipe.sample_latents(
+        conditions(1), n, generator=torch.Generator().manual_seed(0), **kw
+    )
+    assert (x.mean(dim=0) - m).abs().max().item() < 5 * s / math.sqrt(n)
+    assert (x - m).std().item() == pytest.approx(s, rel=tolerance)
+
+
+@pytest.mark.parametrize("base", ["ddpm", "dpm"])
+def test_cbldm_sampler_on_the_gaussian(gaussian_pipe, alphas_cumprod, base):
+    # x0* is drawn from the prior independently of x_t2, so the estimate
+    # of x_t1 has the right mean but its variance is short by
+    # 2 u a sqrt(abar_2) s^2. The probability-flow ODE (dpm) maps it to
+    # x0 with std s * sqrt(var_hat / var_true).
+    pipe, m, s = gaussian_pipe
+    t1, t2, n = 400, 700, 400
+    kw = {"steps": 100} if base == "dpm" else {}
+    x = pipe.sample_latents(
+        conditions(1),
+        n,
+        sampler="cbldm",
+        base=base,
+        t1=t1,
+        t2=t2,
+        generator=torch.Generator().manual_seed(0),
+        **kw,
+    )
+    assert (x.mean(dim=0) - m).abs().max().item() < 5 * s / math.sqrt(n)
+    if base == "dpm":
+        ab1, ab2 = alphas_cumprod[t1].item(), alphas_cumprod[t2].item()
+        u = math.sqrt(1 - ab1) / math.sqrt(1 - ab2)
+        a = math.sqrt(ab1) - math.sqrt(ab2) * u
+        var_true = ab1 * s**2 + 1 - ab1
+        var_hat = var_true - 2 * u * a * math.sqrt(ab2) * s**2
+        expected = s * math.sqrt(var_hat / var_true)
+        assert (x - m).std().item() == pytest.approx(expected, rel=0.01)
+
+
+def test_cbldm_skips_the_steps_between_t2_and_t1(gaussian_pipe):
+    pipe, _, _ = gaussian_pipe
+    oracle = pipe.denoiser
+    oracle.calls = 0
+    pipe.sample_latents(conditions(1), 1, sampler="cbldm", t1=400, t2=700)
+    # steps 999..701 land on 700; steps 400..0 finish: 299 + 401 calls
+    assert oracle.calls == 299 + 401
+    oracle.calls = 0
+    pipe.sample_latents(conditions(1), 1, sampler="ddpm")
+    assert oracle.calls == 1000
+
+
+def test_cbldm_step_budget_is_shared(gaussian_pipe):
+    pipe, _, _ = gaussian_pipe
+    oracle = pipe.denoiser
+    oracle.calls = 0
+    pipe.sample_latents(
+        conditions(1), 1, sampler="cbldm", base="dpm", steps=20, t1=400, t2=700
+    )
+    assert oracle.calls == 20
+
+
+# --- the whole pipeline and its defaults ---------------------------------
+
+
+def test_pipeline_returns_laplacians(pipe):
+    pdf = torch.rand(2, 3000) * 2 - 1
+    L = pipe(
+        pdf,
+        3,
+        sampler="ddim",
+        steps=5,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert L.shape == (6, 256, 256)
+    assert torch.equal(L, L.transpose(-1, -2))
+
+
+def test_defaults_apply(pipe):
+    with_defaults = CbLDMPipeline(
+        pipe.condition_vae,
+        pipe.structure_vae,
+        pipe.denoiser,
+        pipe.config,
+        defaults={"sampler": "ddim", "steps": 4},
+    )
+    a = with_defaults.sample_latents(
+        conditions(1), 2, generator=torch.Generator().manual_seed(1)
+    )
+    b = pipe.sample_latents(
+        conditions(1),
+        2,
+        sampler="ddim",
+        steps=4,
+        generator=torch.Generator().manual_seed(1),
+    )
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"sampler": "euler"}, "unknown sampler 'euler'"),
+        ({"sampler": "cbldm", "base": "ddim"}, "unknown base sampler 'ddim'"),
+        ({"sampler": "cbldm", "t1": 60, "t2": 30}, r"t1=60, t2=30"),
+        ({"sampler": "cbldm", "t1": 10, "t2": 100}, r"t2 <= 99"),
+        ({"sampler": "cbldm", "t1": 1.5, "t2": 30}, "t1 must be an integer"),
+        ({"sampler": "ddim", "t1": 10}, "only apply to the cbldm"),
+        ({"sampler": "ddim", "steps": 0}, "steps must be a positive"),
+        ({"sampler": "dpm", "steps": 100}, "repeats steps"),
+    ],
+)
+def test_bad_sampler_arguments(pipe, kw, message):
+    with pytest.raises(ValueError, match=message):
+        pipe.sample_latents(conditions(1), 1, **kw)
+
+
+def test_bad_candidate_count(pipe):
+    with pytest.raises(ValueError, match="n_per_condition"):
+        pipe.sample_latents(conditions(1), 0)
+
+
+def test_bad_condition_shape(pipe):
+    with pytest.raises(ValueError, match="250 values"):
+        pipe.sample_latents(torch.zeros(1, 2, 100), 1, sampler="ddim", steps=2)
+
+
+def test_unknown_default(pipe):
+    with pytest.raises(ValueError, match="unknown sampler default"):
+        CbLDMPipeline(None, None, None, pipe.config, defaults={"eta": 0.5})

@@ -1,0 +1,1 @@
+"""Tests of the three-stage CbLDM training."""

@@ -1,0 +1,434 @@
+"""The three training stages on a tiny real training set: learning,
+files, resuming to identical weights, exported weights, bad input."""
+
+import csv
+import json
+import shutil
+
+import pytest
+import torch
+
+import diffpy_cbldm.training.loop as loop
+from diffpy_cbldm.training import train
+from diffpy_cbldm.training.checkpoint import load_checkpoint
+from diffpy_cbldm.training.stages import stage_settings
+
+STAGES = ("condition", "structure", "diffusion")
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: raised right after a checkpoint is written."""
+
+
+def _kill_after(monkeypatch, writes):
+    """Make training die right after its `writes`-th ``last.pt``."""
+    real = loop.save_checkpoint
+    count = {"n": 0}
+
+    def save_then_die(path, state):
+        out = real(path, state)
+        if path.name == loop.LAST:
+            count["n"] += 1
+            if count["n"] == writes:
+                raise Killed
+        return out
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+
+
+def _weights(path):
+    state = load_checkpoint(path)
+    return state["model"], state["ema"]["module"]
+
+
+def _assert_identical(a, b):
+    for sa, sb in zip(_weights(a), _weights(b)):
+        assert sa.keys() == sb.keys()
+        for name in sa:
+            assert torch.equal(sa[name], sb[name]), name
+
+
+@pytest.fixture(scope="module")
+def run(tiny_set, tiny_config, tmp_path_factory):
+    """All three stages, 2 epochs each, uninterrupted."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    weights = train("all", tiny_set, out, tiny_config, progress=False)
+    return out, weights
+
+
+def _copy_stages(run_dir, dest, stages):
+    dest.mkdir()
+    for stage in stages:
+        shutil.copytree(run_dir / stage, dest / stage)
+
+
+# -- learning ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", ["condition", "structure"])
+def test_vae_overfits_a_tiny_set(stage, run, tiny_set, tiny_config, tmp_path):
+    """Four epochs at a high rate: the reconstruction error must fall by
+    half and the loss must fall. (The structure VAE's loss also holds the
+    atom-count cross-entropy, about ln(60) nats at first, which four
+    epochs of 71 clusters barely move.)"""
+    config = tiny_config.with_stage_settings(
+        (stage,), epochs=4, lr=3e-3, ema_decay=0.9
+    )
+    out = tmp_path / "out"
+    if stage == "structure":
+        _copy_stages(run[0], out, ("condition",))
+    train(stage, tiny_set, out, config, progress=False)
+    history = load_checkpoint(out / stage / "last.pt")["history"]
+    first, last = history[0], history[-1]
+    assert last["train_loss"] < first["train_loss"]
+    assert last["train_rec"] < 0.5 * first["train_rec"]
+    assert last["val_loss"] < first["val_loss"]
+
+
+def test_denoiser_learns(run, tiny_set, tiny_config, tmp_path):
+    """Predicting zero noise costs E[eps^2] = 1; after six epochs the
+    noise-prediction error must lie well below that. (Posterior means:
+    the posterior spread of a VAE trained for two epochs is wide, and
+    noise added to z0 is noise no network can predict.)"""
+    config = tiny_config.with_stage_settings(
+        ("diffusion",),
+        epochs=6,
+        lr=3e-3,
+        ema_decay=0.9,
+        latent="posterior_mean",
+    )
+    out = tmp_path / "out"
+    _copy_stages(run[0], out, ("condition", "structure"))
+    train("diffusion", tiny_set, out, config, progress=False)
+    history = load_checkpoint(out / "diffusion" / "last.pt")["history"]
+    assert history[-1]["train_loss"] < 0.5
+    assert history[-1]["val_loss"] < 0.5
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+# -- files ---------------------------------------------------------------
+
+
+def test_every_stage_writes_its_files(run):
+    out, _ = run
+    assert (out / "config.json").is_file()
+    for stage in STAGES:
+        folder = out / stage
+        for name in ("last.pt", "best.pt", "losses.csv", "losses.png"):
+            assert (folder / name).is_file(), folder / name
+        assert not list(folder.glob("*.part"))
+        assert (folder / "losses.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_loss_curves_hold_one_row_per_epoch(run, tiny_config):
+    out, _ = run
+    for stage in STAGES:
+        with open(out / stage / "losses.csv") as fh:
+            rows = list(csv.DictReader(fh))
+        assert [int(r["epoch"]) for r in rows] == [1, 2]
+        steps = [int(r["step"]) for r in rows]
+        assert steps[1] == 2 * steps[0] > 0
+        for row in rows:
+            assert float(row["train_loss"]) > 0
+            assert float(row["val_loss"]) > 0
+            assert float(row["samples_per_s"]) > 0
+        if stage != "diffusion":
+            assert {"train_rec", "train_kl", "val_rec", "val_kl"} <= set(
+                rows[0]
+            )
+
+
+def test_checkpoints_carry_the_configuration(run, tiny_set, tiny_config):
+    out, _ = run
+    saved = json.loads((out / "config.json").read_text())
+    assert saved == json.loads(json.dumps(tiny_config.to_dict()))
+    from diffpy_cbldm.dataset.store import open_dataset
+
+    with open_dataset(tiny_set) as ds:
+        data_hash = ds.manifest["content_sha256"]
+    for stage in STAGES:
+        for name in ("last.pt", "best.pt"):
+            state = load_checkpoint(out / stage / name)
+            assert state["config"] == stage_settings(tiny_config, stage)
+            assert state["run_config"] == saved
+            assert state["data_sha256"] == data_hash
+        last = load_checkpoint(out / stage / "last.pt")
+        assert last["epoch"] == 2 and last["step_in_epoch"] == 0
+        for key in ("optimizer", "scheduler", "ema", "rng"):
+            assert last[key]
+
+
+def test_best_checkpoint_is_the_best_epoch(run):
+    out, _ = run
+    for stage in STAGES:
+        history = load_checkpoint(out / stage / "last.pt")["history"]
+        best = load_checkpoint(out / stage / "best.pt")
+        losses = [row["val_loss"] for row in history]
+        assert best["epoch"] == 1 + losses.index(min(losses))
+        assert best["metrics"]["val_loss"] == min(losses)
+
+
+def test_exported_weights_are_the_best_ema_weights(run, tiny_set, tiny_config):
+    from diffpy_cbldm.dataset.store import open_dataset
+    from diffpy_cbldm.weights import load_weights, read_manifest
+
+    out, weights = run
+    assert weights == out / "weights"
+    config, modules = load_weights(weights)
+    scale = load_checkpoint(out / "diffusion" / "last.pt")["latent_scale"]
+    assert config == tiny_config.model.__class__.from_dict(
+        dict(tiny_config.model.to_dict(), latent_scale=scale)
+    )
+    names = {
+        "condition": "condition_vae",
+        "structure": "structure_vae",
+        "diffusion": "denoiser",
+    }
+    manifest = read_manifest(weights)
+    for stage, name in names.items():
+        best = load_checkpoint(out / stage / "best.pt")
+        for key, value in modules[name].state_dict().items():
+            assert torch.equal(value, best["weights"][key]), (name, key)
+        assert manifest["metrics"][stage] == best["metrics"]
+    with open_dataset(tiny_set) as ds:
+        assert manifest["data_hash"] == ds.manifest["content_sha256"]
+
+
+def test_latent_scale_whitens_the_training_latents(run):
+    """latent_scale = 1 / std of z0 = mu + sigma eps over the training
+    latents: var(z0) = var(mu) + mean(sigma^2)."""
+    out, _ = run
+    latents = load_checkpoint(out / "diffusion" / "latents.pt")["train"]
+    mu, logvar = latents["mu"].double(), latents["logvar"].double()
+    torch.manual_seed(0)
+    draws = mu + torch.exp(0.5 * logvar) * torch.randn(200, *mu.shape)
+    scale = load_checkpoint(out / "diffusion" / "last.pt")["latent_scale"]
+    assert (scale * draws).std().item() == pytest.approx(1.0, rel=0.01)
+
+
+def test_finished_run_is_not_trained_again(run, tiny_set):
+    out, _ = run
+    before = {s: (out / s / "last.pt").read_bytes() for s in STAGES}
+    train("all", tiny_set, out, progress=False)
+    for stage in STAGES:
+        assert (out / stage / "last.pt").read_bytes() == before[stage]
+
+
+# -- resuming ------------------------------------------------------------
+
+
+def test_killed_after_one_epoch_resumes_to_the_same_weights(
+    run, tiny_set, tiny_config, tmp_path, monkeypatch
+):
+    out = tmp_path / "out"
+    _kill_after(monkeypatch, writes=1)
+    with pytest.raises(Killed):
+        train("condition", tiny_set, out, tiny_config, progress=False)
+    assert load_checkpoint(out / "condition" / "last.pt")["epoch"] == 1
+    monkeypatch.undo()
+    train("condition", tiny_set, out, tiny_config, progress=False)
+    _assert_identical(
+        run[0] / "condition" / "last.pt", out / "condition" / "last.pt"
+    )
+    a = load_checkpoint(run[0] / "condition" / "last.pt")["history"]
+    b = load_checkpoint(out / "condition" / "last.pt")["history"]
+    for row_a, row_b in zip(a, b):
+        assert row_a["val_loss"] == row_b["val_loss"]
+        assert row_a["train_loss"] == row_b["train_loss"]
+
+
+@pytest.mark.parametrize("stage", ["structure", "diffusion"])
+def test_killed_mid_epoch_resumes_to_the_same_weights(
+    stage, run, tiny_set, tiny_config, tmp_path, monkeypatch
+):
+    """A checkpoint after every step; killed after the 3rd, within the
+    first epoch. The checkpoint frequency does not change the result."""
+    config = tiny_config.with_stage_settings((stage,), checkpoint_minutes=1e-9)
+    out = tmp_path / "out"
+    upstream = STAGES[: STAGES.index(stage)]
+    _copy_stages(run[0], out, upstream)
+    _kill_after(monkeypatch, writes=3)
+    with pytest.raises(Killed):
+        train(stage, tiny_set, out, config, progress=False)
+    state = load_checkpoint(out / stage / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"]) == (0, 3)
+    monkeypatch.undo()
+    train(stage, tiny_set, out, config, progress=False)
+    _assert_identical(run[0] / stage / "last.pt", out / stage / "last.pt")
+
+
+def test_bf16_run_resumes_to_the_same_weights(
+    tiny_set, tiny_config, tmp_path, monkeypatch
+):
+    config = tiny_config.with_stage_settings(
+        ("condition",), precision="bf16", checkpoint_minutes=1e-9
+    )
+    train("condition", tiny_set, tmp_path / "a", config, progress=False)
+    _kill_after(monkeypatch, writes=5)
+    with pytest.raises(Killed):
+        train("condition", tiny_set, tmp_path / "b", config, progress=False)
+    monkeypatch.undo()
+    train("condition", tiny_set, tmp_path / "b", config, progress=False)
+    _assert_identical(
+        tmp_path / "a" / "condition" / "last.pt",
+        tmp_path / "b" / "condition" / "last.pt",
+    )
+
+
+def test_no_resume_starts_afresh(run, tiny_set, tiny_config, tmp_path):
+    out = tmp_path / "out"
+    _copy_stages(run[0], out, ("condition",))
+    config = tiny_config.with_stage_settings(("condition",), epochs=1)
+    train("condition", tiny_set, out, config, resume=False, progress=False)
+    state = load_checkpoint(out / "condition" / "last.pt")
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+
+
+# -- bad input -----------------------------------------------------------
+
+
+def test_unknown_stage_is_named(tiny_set, tmp_path):
+    with pytest.raises(ValueError, match="'decoder'"):
+        train("decoder", tiny_set, tmp_path / "out")
+
+
+def test_missing_training_set_is_named(tmp_path):
+    missing = tmp_path / "missing.h5"
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        train("condition", missing, tmp_path / "out")
+
+
+def test_file_that_is_no_training_set_is_refused(tmp_path):
+    path = tmp_path / "notes.h5"
+    path.write_text("not HDF5")
+    with pytest.raises(ValueError, match="notes.h5"):
+        train("condition", path, tmp_path / "out")
+
+
+def test_output_that_is_a_file_is_refused(tiny_set, tmp_path):
+    path = tmp_path / "out"
+    path.write_text("")
+    with pytest.raises(NotADirectoryError, match="out"):
+        train("condition", tiny_set, path)
+
+
+def test_structure_without_stage_one_is_refused(
+    tiny_set, tiny_config, tmp_path
+):
+    with pytest.raises(FileNotFoundError, match="condition.best.pt"):
+        train("structure", tiny_set, tmp_path / "out", tiny_config)
+
+
+def test_diffusion_without_stage_two_is_refused(
+    run, tiny_set, tiny_config, tmp_path
+):
+    out = tmp_path / "out"
+    _copy_stages(run[0], out, ("condition",))
+    with pytest.raises(FileNotFoundError, match="structure.best.pt"):
+        train("diffusion", tiny_set, out, tiny_config)
+
+
+def test_resuming_with_other_settings_is_refused(
+    run, tiny_set, tiny_config, tmp_path
+):
+    out = tmp_path / "out"
+    _copy_stages(run[0], out, ("condition",))
+    config = tiny_config.with_stage_settings(("condition",), lr=0.1)
+    with pytest.raises(ValueError, match="condition.lr"):
+        train("condition", tiny_set, out, config, progress=False)
+
+
+def test_later_stage_settings_do_not_block_earlier_stages(
+    run, tiny_set, tiny_config, tmp_path
+):
+    out = tmp_path / "out"
+    _copy_stages(run[0], out, ("condition",))
+    config = tiny_config.with_stage_settings(("structure",), lr=0.1)
+    before = (out / "condition" / "last.pt").read_bytes()
+    train("condition", tiny_set, out, config, progress=False)
+    assert (out / "condition" / "last.pt").read_bytes() == before
+
+
+def test_stage_two_of_another_stage_one_is_refused(
+    run, tiny_set, tiny_config, tmp_path
+):
+    """Retraining stage 1 invalidates a stage-2 checkpoint built on it."""
+    out = tmp_path / "out"
+    _copy_stages(run[0], out, ("condition", "structure"))
+    config = tiny_config.with_stage_settings(("condition",), seed=5)
+    train("condition", tiny_set, out, config, resume=False, progress=False)
+    with pytest.raises(ValueError, match="weights of the previous stage"):
+        train("structure", tiny_set, out, config, progress=False)
+
+
+def test_conventions_of_another_training_set_are_refused(
+    tiny_set, tiny_config, tmp_path
+):
+    import dataclasses
+
+    model = tiny_config.model
+    sigma = model.conventions.sigma + 1.0
+    conventions = dataclasses.replace(model.conventions, sigma=sigma)
+    config = tiny_config.replace(
+        model=dataclasses.replace(model, conventions=conventions)
+    )
+    with pytest.raises(ValueError, match="Laplacian sigma"):
+        train("condition", tiny_set, tmp_path / "out", config)
+
+
+def test_config_of_wrong_type_is_refused(tiny_set, tmp_path):
+    with pytest.raises(ValueError, match="RunConfig"):
+        train("condition", tiny_set, tmp_path / "out", {"epochs": 3})
+
+
+def test_missing_adan_is_explained(
+    tiny_set, tiny_config, tmp_path, monkeypatch
+):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "adan_pytorch", None)
+    config = tiny_config.with_stage_settings(("condition",), optimizer="adan")
+    with pytest.raises(ImportError, match="pip install adan-pytorch"):
+        train("condition", tiny_set, tmp_path / "out", config)
+
+
+def test_stage_one_of_another_training_set_is_refused(
+    tiny_set, tiny_config, tmp_path
+):
+    from diffpy_cbldm.dataset.build import build_dataset
+
+    other = build_dataset(
+        tmp_path / "other.h5",
+        types=("octahedral",),
+        max_atoms=20,
+        metals_per_shape=1,
+        workers=1,
+        progress=False,
+    )
+    out = tmp_path / "out"
+    config = tiny_config.with_stage_settings(("condition",), epochs=1)
+    train("condition", other, out, config, progress=False)
+    with pytest.raises(ValueError, match="another training set"):
+        train("structure", tiny_set, out, config, progress=False)
+
+
+def test_diverging_loss_stops_with_a_clear_error(
+    tiny_set, tiny_config, tmp_path
+):
+    config = tiny_config.with_stage_settings(
+        ("condition",), lr=1e30, grad_clip=None, warmup_steps=0
+    )
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        train("condition", tiny_set, tmp_path / "out", config)
+
+
+def test_worker_processes_give_the_same_weights(
+    run, tiny_set, tiny_config, tmp_path
+):
+    config = tiny_config.with_stage_settings(("structure",), num_workers=2)
+    out = tmp_path / "out"
+    _copy_stages(run[0], out, ("condition",))
+    train("structure", tiny_set, out, config, progress=False)
+    _assert_identical(
+        run[0] / "structure" / "last.pt", out / "structure" / "last.pt"
+    )

@@ -109,7 +109,6 @@ def train(
 
 @torch.no_grad()
 def score(svae, L, z_c):
-    from diffpy_cbldm.clusters.laplacian import atom_count_from_laplacian
     from diffpy_cbldm.model.structure_vae import adjacency
 
     rec, w_rel, prior_w_rel, count_ok = [], [], [], []
@@ -117,6 +116,7 @@ def score(svae, L, z_c):
         Lb, zb = L[i : i + BATCH], z_c[i : i + BATCH]
         mu, _ = svae.encode(Lb, zb)
         mu_p, _ = svae.prior(zb)
+        counts = svae.count_atoms(mu)
         L_hat, L_prior = svae.decode(mu), svae.decode(mu_p)
         n = (torch.diagonal(Lb, dim1=-2, dim2=-1) > 0).sum(-1)
         rec += (((L_hat - Lb) ** 2).sum((-2, -1)) / n.float() ** 2).tolist()
@@ -126,8 +126,7 @@ def score(svae, L, z_c):
             for out, Lx in ((w_rel, L_hat), (prior_w_rel, L_prior)):
                 Wx = adjacency(Lx[b : b + 1])[0, :k, :k]
                 out.append(float((Wx - W).norm() / W.norm()))
-            count = atom_count_from_laplacian(L_hat[b].numpy())
-            count_ok.append(count == k)
+            count_ok.append(int(counts[b]) == k)
     return {
         "rec": float(np.mean(rec)),
         "w_rel": float(np.median(w_rel)),
@@ -176,12 +175,18 @@ def learning_curve(config, L, z_c, n_train, args):
 def variants(base):
     s = base.structure
     return {
-        "patch 16, (64,), dec 2 blocks": s,
+        "coordinates, hidden 1024": s,
+        "coordinates, hidden 512": replace(s, coordinate_hidden=512),
+        "patch 16, (64,), dec 2 blocks": replace(s, decoder="patches"),
         "patch 16, (96,), dec 2 blocks": replace(
-            s, encoder_channels=(96,), decoder_channels=(96,)
+            s,
+            decoder="patches",
+            encoder_channels=(96,),
+            decoder_channels=(96,),
         ),
         "patch 8, (32, 64), dec 1 block": replace(
             s,
+            decoder="patches",
             patch_size=8,
             encoder_channels=(32, 64),
             decoder_channels=(64, 32),
@@ -189,6 +194,7 @@ def variants(base):
         ),
         "patch 8, (48, 96), dec 2 blocks": replace(
             s,
+            decoder="patches",
             patch_size=8,
             encoder_channels=(48, 96),
             decoder_channels=(96, 48),
@@ -207,6 +213,12 @@ def main():
         type=int,
         default=0,
         help="train only the default size, scoring every CURVE steps",
+    )
+    parser.add_argument(
+        "--variants",
+        type=int,
+        default=None,
+        help="train only the first VARIANTS variants",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -249,7 +261,7 @@ def main():
         return
 
     rows = []
-    for label, s in variants(config).items():
+    for label, s in list(variants(config).items())[: args.variants]:
         torch.manual_seed(args.seed)
         svae = build_modules(replace(config, structure=s), ["structure_vae"])[
             "structure_vae"

@@ -9,6 +9,8 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "CbLDMGenerator": "diffpy_cbldm.generator",
+    "LibraryGenerator": "diffpy_cbldm.library",
     "PDFSettings": "diffpy_cbldm.pdf.settings",
     "DebyePDFCalculator": "diffpy_cbldm.pdf.debye",
     "load_pdf": "diffpy_cbldm.pdf.datafile",

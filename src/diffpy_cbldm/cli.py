@@ -109,6 +109,169 @@ def _run_refine(args):
         print(f"wrote {path}")
 
 
+def _add_solve(sub):
+    p = sub.add_parser(
+        "solve",
+        help="propose candidate clusters for a PDF with CbLDM and refine them",
+        description=(
+            "Generate N candidate nanoparticles for a measured PDF with a "
+            "trained CbLDM, refine each with diffpy.srfit and rank them by "
+            "Rw. Writes rankNN.{xyz,res,fgr,png}, best_fits.png and "
+            "summary.csv into OUTDIR."
+        ),
+    )
+    p.add_argument("data", help="measured PDF file (.gr, .fgr, ...)")
+    p.add_argument("-n", type=int, default=10, help="candidates (10)")
+    p.add_argument("-o", "--outdir", default="cbldm-out", help="output folder")
+    p.add_argument(
+        "--weights", default=None, help="weights name or folder (mmnp-v1)"
+    )
+    p.add_argument(
+        "--element", default=None, help="metal (default: file header)"
+    )
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--sampler",
+        default=None,
+        choices=("cbldm", "ddpm", "ddim", "dpm"),
+        help="diffusion sampler (default: the weights' own, cbldm)",
+    )
+    p.add_argument("--steps", type=int, default=None)
+    _optional_float(p, "--rmin", help="fit range start in Å")
+    _optional_float(p, "--rmax", help="fit range end in Å")
+    _optional_float(p, "--qdamp", help="Qdamp in Å⁻¹ (default: header)")
+    p.add_argument(
+        "--positions",
+        action="store_true",
+        help="also refine the atomic positions (restrained)",
+    )
+    p.add_argument(
+        "--top", type=int, default=4, help="fits drawn in best_fits.png"
+    )
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run_solve)
+
+
+SUMMARY_FIELDS = (
+    "rank",
+    "rw",
+    "raw_rw",
+    "n_atoms",
+    "formula",
+    "zoomscale",
+    "adgp_residual",
+    "merged_atoms",
+    "candidate",
+    "xyz",
+)
+
+
+def _run_solve(args):
+    import csv
+    import io
+
+    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.generator import CbLDMGenerator
+    from diffpy_cbldm.plotting import plot_ranked_fits
+
+    options = {
+        name: getattr(args, name)
+        for name in ("rmin", "rmax", "qdamp")
+        if getattr(args, name) is not None
+    }
+    gen = CbLDMGenerator.from_pretrained(args.weights)
+    results = gen.solve(
+        args.data,
+        n=args.n,
+        seed=args.seed,
+        sampler=args.sampler,
+        steps=args.steps,
+        element=args.element,
+        refine_positions=args.positions,
+        progress=not args.no_progress,
+        **options,
+    )
+    outdir = Path(args.outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    rows, written = [], []
+    for rank, result in enumerate(results, 1):
+        stem = f"rank{rank:02d}"
+        written += result.save(outdir, stem)
+        info = result.atoms.info
+        rows.append(
+            {
+                "rank": rank,
+                "rw": f"{result.rw:.4f}",
+                "raw_rw": f"{info.get('raw_rw', float('nan')):.4f}",
+                "n_atoms": len(result.atoms),
+                "formula": result.atoms.get_chemical_formula(),
+                "zoomscale": f"{result.values['zoomscale'][0]:.4f}",
+                "adgp_residual": f"{info.get('adgp_residual', 0):.2e}",
+                "merged_atoms": info.get("merged_atoms", 0),
+                "candidate": info.get("candidate", ""),
+                "xyz": f"{stem}.xyz",
+            }
+        )
+    plot_ranked_fits(results, outdir / "best_fits.png", top=args.top)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=SUMMARY_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(outdir / "summary.csv") as tmp:
+        tmp.write_text(text.getvalue())
+    print(f"{args.data}: {len(results)} candidates, weights {gen.name}")
+    print(
+        f"{'rank':>4} {'Rw':>7} {'raw Rw':>7} {'atoms':>6} "
+        f"{'zoom':>7} {'formula':<10}"
+    )
+    for row in rows:
+        print(
+            f"{row['rank']:>4} {row['rw']:>7} {row['raw_rw']:>7} "
+            f"{row['n_atoms']:>6} {row['zoomscale']:>7} {row['formula']:<10}"
+        )
+    print(f"wrote {len(written) + 2} files to {outdir}")
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate CbLDM (and library screening) on held-out shapes",
+        description=(
+            "Solve the PDFs of the test split of a training set (held-out "
+            "shapes) with CbLDM and with library screening of its training "
+            "split; print medians of raw and refined Rw, atom-count and "
+            "structure-type success per type and size bin; with --shared, "
+            "also the DiffPy reference and experimental PDFs."
+        ),
+    )
+    p.add_argument("--data", required=True, help="training set (.h5)")
+    p.add_argument("--weights", default=None, help="weights name or folder")
+    p.add_argument("--per-type", type=int, default=10)
+    p.add_argument("-n", type=int, default=10, help="candidates per PDF")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-library", action="store_true")
+    p.add_argument(
+        "--shared", default=None, help="shared/data folder (optional)"
+    )
+    p.add_argument("-o", "--out", default=None, help="results JSON")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args):
+    from diffpy_cbldm.evaluation import run_evaluation
+
+    run_evaluation(
+        args.data,
+        weights=args.weights,
+        per_type=args.per_type,
+        n=args.n,
+        seed=args.seed,
+        library=not args.no_library,
+        shared=args.shared,
+        out=args.out,
+    )
+
+
 def _add_dataset(sub):
     p = sub.add_parser("dataset", help="build or inspect a training set")
     dsub = p.add_subparsers(dest="dataset_command", required=True)
@@ -195,6 +358,8 @@ def build_parser():
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_refine(sub)
+    _add_solve(sub)
+    _add_evaluate(sub)
     _add_dataset(sub)
     _add_train(sub)
     return parser

@@ -17,7 +17,13 @@ import numpy as np
 
 from diffpy_cbldm.pdf.settings import PDFSettings
 
-__all__ = ["Conventions", "PDF_NORMALISATIONS", "normalise_pdf"]
+__all__ = [
+    "Conventions",
+    "MIN_RMAX",
+    "PDF_NORMALISATIONS",
+    "model_input",
+    "normalise_pdf",
+]
 
 PDF_NORMALISATIONS = ("max-abs",)
 """Known PDF normalisations; ``"max-abs"`` is ``G / max|G|`` on the grid."""
@@ -217,3 +223,84 @@ def normalise_pdf(g, conventions):
             "normalised"
         )
     return g / scale
+
+
+MIN_RMAX = 8.0
+"""Shortest measured r-range (Å) a PDF must reach for the model: below it
+the data hold little more than the first few coordination shells."""
+
+
+def model_input(r, g, conventions, *, source="the data"):
+    """Map a measured PDF onto the model's r-grid, normalised.
+
+    This is the one place where a measurement meets the network. On the
+    model grid (``conventions.rgrid``, 0-30 Å by default):
+
+    * inside the measured range, G is linearly interpolated;
+    * below the first measured point, G is the straight line from
+      G(0) = 0 (exact for any PDF) to the first measured value;
+    * beyond the last measured point, G is zero (a cluster's PDF has
+      died away by 30 Å for all but the largest clusters; the model
+      learned from PDFs that end at the grid's end);
+    * the result is normalised with :func:`normalise_pdf`.
+
+    The Q-space settings of the measurement (qmax, qdamp...) are not
+    corrected for: the training set drew them over ranges that contain
+    those of typical synchrotron data (``diffpy_cbldm.dataset
+    .acquisition``), so the model has seen their effects.
+
+    Parameters
+    ----------
+    r, g : array_like, shape (n,)
+        Measured r (Å, increasing) and G(r) (Å⁻²).
+    conventions : Conventions
+    source : str
+        Named in error messages (e.g. the file path).
+
+    Returns
+    -------
+    numpy.ndarray, shape (conventions.n_points,)
+
+    Raises
+    ------
+    ValueError
+        When the data end before :data:`MIN_RMAX`, start beyond the
+        model grid, hold NaN/infinity, or are zero everywhere.
+    """
+    r = np.asarray(r, dtype=float)
+    g = np.asarray(g, dtype=float)
+    if r.ndim != 1 or r.shape != g.shape or len(r) < 2:
+        raise ValueError(
+            f"{source}: r and G must be 1-D arrays of the same length >= 2, "
+            f"got shapes {r.shape} and {g.shape}"
+        )
+    bad = np.flatnonzero(~(np.isfinite(r) & np.isfinite(g)))
+    if len(bad):
+        raise ValueError(
+            f"{source}: NaN or infinity at point {bad[0]} (r={r[bad[0]]!r}, "
+            f"G={g[bad[0]]!r})"
+        )
+    if r[-1] < MIN_RMAX:
+        raise ValueError(
+            f"{source}: the PDF ends at r = {r[-1]:g} Å; the model needs "
+            f"data to at least {MIN_RMAX:g} Å to say anything about a "
+            "structure"
+        )
+    grid = conventions.rgrid
+    if r[0] >= grid[-1]:
+        raise ValueError(
+            f"{source}: the PDF starts at r = {r[0]:g} Å, beyond the model's "
+            f"r-grid (0-{grid[-1]:g} Å)"
+        )
+    inside = (grid >= r[0]) & (grid <= r[-1])
+    if not np.any(np.abs(g[(r >= grid[0]) & (r <= grid[-1])]) > 0):
+        raise ValueError(
+            f"{source}: G(r) is zero everywhere in {grid[0]:g}-{grid[-1]:g} "
+            "Å; there is nothing to solve"
+        )
+    out = np.zeros_like(grid)
+    out[inside] = np.interp(grid[inside], r, g)
+    below = grid < r[0]
+    if r[0] > 0:
+        out[below] = g[0] * grid[below] / r[0]
+    return normalise_pdf(out, conventions)

@@ -83,3 +83,50 @@ def plot_pdf_fit(r, gobs, gcalc, *, rw=None, title=None, ax=None):
         ax.set_title(text)
     ax.legend(loc="upper right", frameon=False)
     return ax
+
+
+def plot_ranked_fits(results, path=None, top=4):
+    """The best `top` fits of a ranked solve, one PDFgui-style panel each.
+
+    Parameters
+    ----------
+    results : sequence of RefinementResult
+        Ranked, best first.
+    path : str or Path, optional
+        Also save the figure there (written atomically).
+    top : int
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from diffpy_cbldm.atomic import atomic_path
+
+    shown = list(results)[:top]
+    if not shown:
+        raise ValueError("plot_ranked_fits needs at least one result")
+    fig, axes = plt.subplots(
+        len(shown), 1, figsize=(7, 3.2 * len(shown)), squeeze=False
+    )
+    for rank, (result, ax) in enumerate(zip(shown, axes[:, 0]), 1):
+        plot_pdf_fit(
+            result.r,
+            result.gobs,
+            result.gcalc,
+            rw=result.rw,
+            title=f"#{rank}: {result.atoms.get_chemical_formula()}",
+            ax=ax,
+        )
+    fig.tight_layout()
+    if path is not None:
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120)
+    return fig

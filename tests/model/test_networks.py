@@ -3,6 +3,7 @@ conditional prior and the KL term."""
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -197,23 +198,82 @@ def test_structure_kl_vanishes_when_posterior_equals_prior(
         out = svae.loss(laplacians, conditions(2), beta=10.0)
     assert out["kl"].item() == pytest.approx(0.0, abs=1e-7)
     w = svae.config.count_weight
+    wd = svae.config.distance_weight
     assert out["loss"].item() == pytest.approx(
-        out["rec"].item() + w * out["count"].item(), rel=1e-6
+        out["rec"].item() + w * out["count"].item() + wd * out["dist"].item(),
+        rel=1e-6,
     )
 
 
+def test_distance_error_is_zero_for_the_true_geometry(config):
+    """Decoded positions equal to the true ones (any rotation): the
+    distance term vanishes and grows with a stretch as (s - 1)^2 d^2."""
+    from scipy.spatial.transform import Rotation
+
+    svae = build_modules(config, ["structure_vae"])["structure_vae"]
+    atoms = Icosahedron("Au", 3)
+    x = canonicalize(atoms).positions
+    n = len(x)
+    L = torch.as_tensor(laplacian(x, svae.config.sigma, dtype=np.float64))
+    W = (torch.diag_embed(torch.diagonal(L)) - L)[None].float()
+    rot = Rotation.from_euler("xyz", [0.3, 1.1, -0.4]).as_matrix()
+    for stretch, expected in ((1.0, 0.0), (1.1, None)):
+        y = np.zeros((256, 3))
+        y[:n] = stretch * x @ rot.T
+        svae.decode_positions = lambda z, y=y: torch.as_tensor(y)[None]
+        got = svae._distance_error(
+            torch.zeros(1, 1, 16, 16), W, torch.tensor([n])
+        )
+        d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+        off = ~np.eye(n, dtype=bool)
+        exact = np.mean(((stretch - 1) * d[off] / svae.config.sigma) ** 2)
+        assert got.item() == pytest.approx(exact, rel=1e-3, abs=1e-5)
+
+
+def _expected_rec_of_zero_weights(laplacians):
+    n = (torch.diagonal(laplacians, dim1=-2, dim2=-1) > 0).sum(-1).double()
+    off = laplacians.double() * (1 - torch.eye(256, dtype=torch.float64))
+    return ((off**2).sum(dim=(-2, -1)) / n**2).mean().item()
+
+
 def test_structure_rec_counts_per_atom_pair(modules, laplacians):
-    # An all-zero decoded matrix gives rec = sum of the squared off-diagonal
-    # entries / n^2: the diagonal (row sums) is not counted.
+    # All decoded atoms 100 sigma apart: W = 0, so rec = sum of the squared
+    # off-diagonal entries / n^2; the diagonal (row sums) is not counted.
     svae = modules["structure_vae"]
+    with torch.no_grad():
+        svae.decoder[-1].weight.zero_()
+        spread = torch.zeros(256, 3)
+        spread[:, 0] = 100.0 * torch.arange(256)
+        svae.decoder[-1].bias.copy_(spread.reshape(-1))
+        out = svae.loss(laplacians, conditions(2))
+    expected = _expected_rec_of_zero_weights(laplacians)
+    assert out["rec"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_patch_decoder_rec_counts_per_atom_pair(config, laplacians):
+    structure = replace(config.structure, decoder="patches")
+    svae = build_modules(replace(config, structure=structure))["structure_vae"]
     with torch.no_grad():
         svae.decoder[-2].weight.zero_()
         svae.decoder[-2].bias.fill_(-1.0)  # relu -> W = 0 -> L = 0
         out = svae.loss(laplacians, conditions(2))
-    n = (torch.diagonal(laplacians, dim1=-2, dim2=-1) > 0).sum(-1).double()
-    off = laplacians.double() * (1 - torch.eye(256, dtype=torch.float64))
-    expected = ((off**2).sum(dim=(-2, -1)) / n**2).mean()
-    assert out["rec"].item() == pytest.approx(expected.item(), rel=1e-5)
+    expected = _expected_rec_of_zero_weights(laplacians)
+    assert out["rec"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_coordinate_decoder_gives_laplacians_of_its_positions(modules):
+
+    svae = modules["structure_vae"]
+    z = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    atoms = torch.tensor([13, 40])
+    with torch.no_grad():
+        x = svae.decode_positions(z).double()
+        L = svae.decode(z, atoms=atoms).double()
+    for b, n in enumerate(atoms.tolist()):
+        expected = laplacian(
+            x[b, :n].numpy(), svae.config.sigma, size=256, dtype=np.float64
+        )
+        assert np.allclose(L[b].numpy(), expected, atol=1e-5)
 
 
 def test_structure_vae_learns_to_reconstruct(config, laplacians):

@@ -21,6 +21,7 @@ def tiny_config(**changes):
             decoder_channels=(8,),
             decoder_blocks=1,
             prior_hidden=16,
+            coordinate_hidden=32,
         ),
         denoiser=DenoiserConfig(
             channels=(8, 16),

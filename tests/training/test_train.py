@@ -369,8 +369,11 @@ def test_conventions_of_another_training_set_are_refused(
     model = tiny_config.model
     sigma = model.conventions.sigma + 1.0
     conventions = dataclasses.replace(model.conventions, sigma=sigma)
+    structure = dataclasses.replace(model.structure, sigma=sigma)
     config = tiny_config.replace(
-        model=dataclasses.replace(model, conventions=conventions)
+        model=dataclasses.replace(
+            model, conventions=conventions, structure=structure
+        )
     )
     with pytest.raises(ValueError, match="Laplacian sigma"):
         train("condition", tiny_set, tmp_path / "out", config)

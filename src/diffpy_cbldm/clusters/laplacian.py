@@ -403,9 +403,17 @@ def _spectral_start(L, w, sigma):
     return y * (np.median(bond) / np.median(embedded))
 
 
-def _atom_block(L, atom_tol, symmetry_tol):
+def _atom_block(L, atom_tol, symmetry_tol, n_atoms=None):
     """The atoms' n x n block of a validated, symmetric Laplacian."""
     L = _matrix(L)
+    if n_atoms is not None and not (
+        isinstance(n_atoms, (int, np.integer))
+        and not isinstance(n_atoms, bool)
+        and 1 <= n_atoms <= len(L)
+    ):
+        raise ValueError(
+            f"n_atoms must be an integer from 1 to {len(L)}, got {n_atoms!r}"
+        )
     asym = np.abs(L - L.T)
     scale = np.abs(L).max()
     if asym.max() > symmetry_tol * scale:
@@ -416,6 +424,8 @@ def _atom_block(L, atom_tol, symmetry_tol):
             f"{symmetry_tol * scale:.3g}; symmetrise it first if that is "
             "noise"
         )
+    if n_atoms is not None:
+        return L[:n_atoms, :n_atoms]
     rows = _atom_rows(L, atom_tol)
     n = len(rows)
     if rows[-1] != n - 1:
@@ -429,9 +439,17 @@ def _atom_block(L, atom_tol, symmetry_tol):
 
 def _start(block, sigma, init):
     """Starting positions (n, 3) and the name of the start used."""
+    n = len(block)
+    if not isinstance(init, str):
+        start = np.array(init, dtype=float)
+        if start.shape != (n, 3) or not np.all(np.isfinite(start)):
+            raise ValueError(
+                f"init positions must be a finite ({n}, 3) array for the "
+                f"{n} atoms, got shape {start.shape}"
+            )
+        return start, "given"
     if init not in _INITS:
         raise ValueError(f"init must be one of {_INITS}, got {init!r}")
-    n = len(block)
     if n == 1:
         return np.zeros((1, 3)), init
     w = -block.copy()
@@ -476,6 +494,7 @@ def positions_from_laplacian(
     max_time=None,
     atom_tol=ATOM_TOL,
     symmetry_tol=SYMMETRY_TOL,
+    n_atoms=None,
 ):
     """Recover atom positions from a (padded, possibly noisy) Laplacian.
 
@@ -496,12 +515,13 @@ def positions_from_laplacian(
     method : {"lbfgs", "trust-constr"}
         ``scipy.optimize.minimize`` with L-BFGS-B, or with trust-constr
         (BFGS Hessian updates; the paper's optimiser).
-    init : {"mds", "spectral"}
-        Start from classical MDS of the distances ``sqrt(-2 sigma^2 ln
-        W)`` (pairs within the noise completed by shortest paths), or
-        from the generalised eigenvectors of ``L y = lambda D y`` scaled
-        by the strongest bonds (needs at least 4 atoms; fails on rods and
-        plates, see docs/theory_laplacian.rst).
+    init : {"mds", "spectral"} or array_like (n, 3)
+        Start from given positions (Å), or from classical MDS of the
+        distances ``sqrt(-2 sigma^2 ln W)`` (pairs within the noise
+        completed by shortest paths), or from the generalised
+        eigenvectors of ``L y = lambda D y`` scaled by the strongest bonds
+        (needs at least 4 atoms; fails on rods and plates, see
+        docs/theory_laplacian.rst).
     max_iter : int, optional
         Iteration limit; 5000 for lbfgs, 1000 for trust-constr.
     tol : float, default 1e-12
@@ -513,6 +533,10 @@ def positions_from_laplacian(
         Atom threshold, see :func:`atom_count_from_laplacian`.
     symmetry_tol : float, default SYMMETRY_TOL
         Largest accepted ``max|L - L.T|`` relative to ``max|L|``.
+    n_atoms : int, optional
+        The number of atoms when it is known (e.g. from the structure
+        VAE's count head); the first `n_atoms` rows are then the atoms
+        and the diagonal rule is not used.
 
     Returns
     -------
@@ -541,7 +565,7 @@ def positions_from_laplacian(
         raise ValueError(
             f"method must be one of {sorted(_METHODS)}, got {method!r}"
         )
-    block = _atom_block(L, atom_tol, symmetry_tol)
+    block = _atom_block(L, atom_tol, symmetry_tol, n_atoms)
     n = len(block)
     start, init = _start(block, sigma, init)
     info = {"n_atoms": n, "method": method, "init": init, "sigma": sigma}
@@ -557,7 +581,9 @@ def positions_from_laplacian(
         )
         return start, info
 
-    norm = np.mean(block**2)
+    # A block without edges (atoms all many sigma apart) has nothing to
+    # fit; the start is then returned as it is.
+    norm = max(np.mean(block**2), np.finfo(float).tiny)
 
     def objective(flat):
         f, grad = laplacian_misfit(flat.reshape(n, 3), block, sigma)

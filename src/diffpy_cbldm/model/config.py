@@ -174,6 +174,21 @@ class StructureVAEConfig:
     kl_weight : float
         Default weight of ``KL(q(z|L,c) || p(z|c))`` (nats per latent
         element) against the reconstruction error.
+    decoder : {"coordinates", "patches"}
+        "coordinates": an MLP of the latent gives ``size`` positions (in
+        units of ``sigma``) and the decoded matrix is their Laplacian
+        ``W_ij = exp(-d_ij^2 / 2 sigma^2)``, so every decoded matrix is
+        the Laplacian of a realisable geometry. "patches": convolutions
+        and a pixel shuffle paint the matrix entries directly (the
+        paper's image decoder, made cheap).
+    coordinate_hidden : int
+        Width of the hidden layers of the coordinate decoder.
+    sigma : float
+        Laplacian width in Å (``Conventions.sigma``), used by the
+        coordinate decoder.
+    distance_weight : float
+        Weight of the decoded-distance error (coordinate decoder only,
+        see :meth:`StructureVAE.loss`).
     """
 
     size: int = 256
@@ -189,6 +204,10 @@ class StructureVAEConfig:
     prior_hidden: int = 512
     count_weight: float = 1e-2
     kl_weight: float = 1e-3
+    decoder: str = "coordinates"
+    coordinate_hidden: int = 1024
+    sigma: float = 3.0
+    distance_weight: float = 0.1
 
     def __post_init__(self):
         owner = type(self).__name__
@@ -201,12 +220,23 @@ class StructureVAEConfig:
             "latent_channels",
             "condition_dim",
             "prior_hidden",
+            "coordinate_hidden",
         ):
             _check_positive_int(owner, name, getattr(self, name))
+        if self.decoder not in ("coordinates", "patches"):
+            raise ValueError(
+                f"{owner}.decoder must be 'coordinates' or 'patches', got "
+                f"{self.decoder!r}"
+            )
+        if not (isinstance(self.sigma, (int, float)) and self.sigma > 0):
+            raise ValueError(
+                f"{owner}.sigma must be a length > 0 Å, got {self.sigma!r}"
+            )
         _check_channels(owner, "encoder_channels", self.encoder_channels)
         _check_channels(owner, "decoder_channels", self.decoder_channels)
         _check_nonnegative(owner, "kl_weight", self.kl_weight)
         _check_nonnegative(owner, "count_weight", self.count_weight)
+        _check_nonnegative(owner, "distance_weight", self.distance_weight)
         if not isinstance(self.attention, bool):
             raise ValueError(
                 f"{owner}.attention must be True or False, got "
@@ -382,6 +412,12 @@ class CbLDMConfig:
                 s.size,
                 "conventions.max_atoms",
                 self.conventions.max_atoms,
+            ),
+            (
+                "structure.sigma",
+                s.sigma,
+                "conventions.sigma",
+                self.conventions.sigma,
             ),
             (
                 "structure.condition_dim",

@@ -9,9 +9,13 @@ a (1, 16, 16) latent.
 
 Prior ``p(z | c)``: an MLP of the latent condition (not N(0, I)).
 
-Decoder ``p(L | z)``, unconditional: convolutions and self-attention from
-the latent back to the patch grid, a pixel shuffle to the full matrix,
-then ``W = relu((h + h^T) / 2)`` with a zero diagonal. An MLP of the latent
+Decoder ``p(L | z)``, unconditional, of one of two kinds
+(``config.decoder``). "coordinates" (the default): an MLP of the latent
+gives ``size`` atomic positions and ``W_ij = exp(-d_ij^2 / 2 sigma^2)`` of
+them, so every decoded matrix is the Laplacian of a geometry that exists
+in 3-D. "patches": convolutions and self-attention from the latent back
+to the patch grid, a pixel shuffle to the full matrix, then
+``W = relu((h + h^T) / 2)`` with a zero diagonal. An MLP of the latent
 classifies the number of atoms n (1 ... size); the atoms come first in the
 canonical order, so rows and columns from n on are set to zero. Finally
 ``L = diag(W 1) - W``. Every decoded matrix is therefore the Laplacian of
@@ -78,7 +82,7 @@ class StructureVAE(nn.Module):
         p = config.patch_size
         lc = config.latent_channels
         side = config.latent_size
-        ec, dc = config.encoder_channels, config.decoder_channels
+        ec = config.encoder_channels
 
         hidden = config.prior_hidden
         self.prior_net = nn.Sequential(
@@ -105,6 +109,28 @@ class StructureVAE(nn.Module):
             nn.Conv2d(ec[-1], 2 * lc, 3, padding=1),
         )
 
+        if config.decoder == "coordinates":
+            width = config.coordinate_hidden
+            self.decoder = nn.Sequential(
+                nn.Linear(lc * side * side, width),
+                nn.SiLU(),
+                nn.Linear(width, width),
+                nn.SiLU(),
+                nn.Linear(width, 3 * config.size),
+            )
+        else:
+            self.decoder = self._patch_decoder(config)
+        self.count_head = nn.Sequential(
+            nn.Linear(lc * side * side, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, config.size),
+        )
+
+    @staticmethod
+    def _patch_decoder(config):
+        p = config.patch_size
+        lc = config.latent_channels
+        dc = config.decoder_channels
         dec = [nn.Conv2d(lc, dc[0], 3, padding=1)]
         for level, c in enumerate(dc):
             for _ in range(config.decoder_blocks):
@@ -124,12 +150,7 @@ class StructureVAE(nn.Module):
             nn.Conv2d(config.head_channels, p * p, 1),
             nn.PixelShuffle(p),
         ]
-        self.decoder = nn.Sequential(*dec)
-        self.count_head = nn.Sequential(
-            nn.Linear(lc * side * side, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, config.size),
-        )
+        return nn.Sequential(*dec)
 
     def _check_laplacian(self, L):
         n = self.config.size
@@ -200,6 +221,20 @@ class StructureVAE(nn.Module):
         """Most probable number of atoms of each latent, (B,) long."""
         return self.count_logits(z).argmax(dim=-1) + 1
 
+    def decode_positions(self, z):
+        """Positions in Å from the coordinate decoder, (B, size, 3).
+
+        Rows from the atom count on are padding. Only for
+        ``config.decoder == "coordinates"``.
+        """
+        if self.config.decoder != "coordinates":
+            raise ValueError(
+                "decode_positions needs the coordinate decoder, this "
+                f"network has decoder={self.config.decoder!r}"
+            )
+        x = self.decoder(z.reshape(z.shape[0], -1))
+        return self.config.sigma * x.reshape(z.shape[0], self.config.size, 3)
+
     def decode(self, z, atoms=None):
         """Laplacians from latents, (B, lc, 16, 16) -> (B, size, size).
 
@@ -218,11 +253,17 @@ class StructureVAE(nn.Module):
         """
         if atoms is None:
             atoms = self.count_atoms(z)
-        h = self.decoder(z).squeeze(1)  # (B, size, size)
-        n = h.shape[-1]
-        W = torch.relu(0.5 * (h + h.transpose(-1, -2)))
-        index = torch.arange(n, device=h.device)
-        real = (index < atoms.reshape(-1, 1).to(h.device)).to(W.dtype)
+        if self.config.decoder == "coordinates":
+            x = self.decode_positions(z).float()
+            sq = (x * x).sum(-1)
+            d2 = sq[:, :, None] + sq[:, None, :] - 2 * x @ x.transpose(-1, -2)
+            W = torch.exp(-d2.clamp(min=0) / (2 * self.config.sigma**2))
+        else:
+            h = self.decoder(z).squeeze(1)  # (B, size, size)
+            W = torch.relu(0.5 * (h + h.transpose(-1, -2)))
+        n = W.shape[-1]
+        index = torch.arange(n, device=W.device)
+        real = (index < atoms.reshape(-1, 1).to(W.device)).to(W.dtype)
         mask = (
             real[:, :, None]
             * real[:, None, :]
@@ -252,7 +293,10 @@ class StructureVAE(nn.Module):
             the batch; ``count``:
             cross-entropy of the atom count in nats; ``kl``:
             ``KL(q(z|L,c) || p(z|c))`` in nats per latent element;
-            ``loss = rec + count_weight * count + beta * kl``.
+            with the coordinate decoder also ``dist``, the mean square
+            error of the decoded distances in sigma^2
+            (:meth:`_distance_error`); ``loss = rec + count_weight *
+            count + beta * kl (+ distance_weight * dist)``.
         """
         if beta is None:
             beta = self.config.kl_weight
@@ -265,10 +309,9 @@ class StructureVAE(nn.Module):
         # rest, and weighing its (large, correlated) errors in made the
         # decoder settle on blurred row averages (docs/theory_model.rst).
         W_hat = adjacency(self.decode(z, atoms=atoms).float())
+        W = adjacency(L.float())
         pairs = atoms.clamp(min=1).float() ** 2
-        rec = (
-            ((W_hat - adjacency(L.float())) ** 2).sum((-2, -1)) / pairs
-        ).mean()
+        rec = (((W_hat - W) ** 2).sum((-2, -1)) / pairs).mean()
         count = F.cross_entropy(
             self.count_logits(z).float(), (atoms - 1).clamp(min=0)
         )
@@ -276,7 +319,35 @@ class StructureVAE(nn.Module):
             mu.float(), logvar.float(), mu_p.float(), logvar_p.float()
         ).mean()
         loss = rec + self.config.count_weight * count + beta * kl
-        return {"loss": loss, "rec": rec, "count": count, "kl": kl}
+        out = {"loss": loss, "rec": rec, "count": count, "kl": kl}
+        if self.config.decoder == "coordinates":
+            out["dist"] = self._distance_error(z, W, atoms)
+            out["loss"] = loss + self.config.distance_weight * out["dist"]
+        return out
+
+    def _distance_error(self, z, W, atoms):
+        """Mean square error of the decoded interatomic distances, in
+        units of sigma^2, over each cluster's atom pairs.
+
+        The true distances are read from the Laplacian itself,
+        ``d = sigma sqrt(-2 ln W)``; pairs whose weight underflowed
+        (W < 1e-30, that is d > 11.7 sigma) are left out.
+        Unlike the error of W, whose gradient vanishes once atoms are a
+        few sigma apart, this term pulls distant atoms back.
+        """
+        sigma = self.config.sigma
+        x = self.decode_positions(z).float() / sigma
+        diff = x[:, :, None, :] - x[:, None, :, :]
+        d_hat = torch.sqrt((diff * diff).sum(-1) + 1e-8)
+        usable = W > 1e-30
+        d = torch.sqrt(-2 * torch.log(torch.where(usable, W, 1.0)))
+        n = W.shape[-1]
+        index = torch.arange(n, device=W.device)
+        real = index < atoms.reshape(-1, 1).to(W.device)
+        mask = (real[:, :, None] & real[:, None, :] & usable).float()
+        mask = mask * (1 - torch.eye(n, device=W.device))
+        pairs = mask.sum((-2, -1)).clamp(min=1)
+        return ((((d_hat - d) ** 2) * mask).sum((-2, -1)) / pairs).mean()
 
     def forward(self, L, z_c):
         """Deterministic reconstruction through the posterior mean."""

@@ -237,7 +237,7 @@ def _sinc_rows(tables, bins, h, zero_bin):
     """sin(Q_k r_b) / r_b for the histogram bins `bins` (a tuple), shape
     (len(bins), nq), the r -> 0 limit Q at `zero_bin`. Cached: a
     refinement with fixed positions asks for the same bins every call."""
-    index = torch.as_tensor(bins, device=tables.q.device)
+    index = torch.as_tensor(bins, dtype=torch.long, device=tables.q.device)
     r = (index.to(torch.float64) - zero_bin) * h
     inverse_r = torch.where(index == zero_bin, 0.0, 1 / r)
     sinc = tables.rows(index) * inverse_r.to(tables.q.dtype).unsqueeze(-1)

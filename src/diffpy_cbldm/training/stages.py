@@ -164,11 +164,16 @@ def default_config(data):
     RunConfig
     """
     from diffpy_cbldm.dataset.store import open_dataset
-    from diffpy_cbldm.model import CbLDMConfig
+    from diffpy_cbldm.model import CbLDMConfig, StructureVAEConfig
 
     with open_dataset(data) as ds:
         conventions = _conventions_from_manifest(ds.manifest)
-    return RunConfig(model=CbLDMConfig(conventions=conventions))
+    structure = StructureVAEConfig(
+        size=conventions.max_atoms, sigma=conventions.sigma
+    )
+    return RunConfig(
+        model=CbLDMConfig(conventions=conventions, structure=structure)
+    )
 
 
 def _resolve_config(config, out_dir, data, ctx):

@@ -1,0 +1,571 @@
+"""Evaluation of a generator on held-out structures (paper, Tables 2-3).
+
+For each test structure the stored PDF (first acquisition draw: its own
+Q settings and noise) is given to the generator as a measurement; the
+evaluation records, per structure:
+
+* ``raw_rw``: the best Rw of the `n` raw candidates (free scale, no
+  refinement), the paper's "best of 10";
+* ``refined_rw``: the Rw of the top-ranked candidate after refinement
+  with :func:`diffpy_cbldm.refine.refine_cluster`;
+* the atom count of that top-ranked candidate and its structure type,
+  assigned by :class:`StructureTyper`;
+* wall times of ``propose`` and of the refinements.
+
+:func:`summarise` groups them per structure type and per size bin
+(5-80, 80-170, 170-256 atoms, the paper's Table 3).
+"""
+
+import logging
+import time
+
+import numpy as np
+
+__all__ = [
+    "SIZE_BINS",
+    "StructureTyper",
+    "evaluate",
+    "format_ranked",
+    "format_summary",
+    "nearest_neighbour_distance",
+    "reference_cases",
+    "run_evaluation",
+    "select_cases",
+    "size_bin",
+    "solve_cases",
+    "summarise",
+]
+
+logger = logging.getLogger(__name__)
+
+SIZE_BINS = ((5, 80), (80, 170), (170, 256))
+"""Atom-count bins of the paper's Table 3; a count n is in bin (lo, hi)
+when lo <= n < hi, the last bin including 256."""
+
+
+def size_bin(n):
+    """Label ``"lo-hi"`` of the size bin of `n` atoms."""
+    for lo, hi in SIZE_BINS:
+        if lo <= n < hi or (hi == SIZE_BINS[-1][1] and n == hi):
+            return f"{lo}-{hi}"
+    return f"<{SIZE_BINS[0][0]}" if n < SIZE_BINS[0][0] else "256+"
+
+
+def nearest_neighbour_distance(positions):
+    """Median over atoms of the distance to their nearest neighbour, Å."""
+    from scipy.spatial import cKDTree
+
+    positions = np.asarray(positions, dtype=float)
+    if len(positions) < 2:
+        raise ValueError("a nearest-neighbour distance needs two atoms")
+    d, _ = cKDTree(positions).query(positions, k=2)
+    return float(np.median(d[:, 1]))
+
+
+class StructureTyper:
+    """Assign a structure type to any cluster by its PDF.
+
+    Every library cluster and the cluster to type are rescaled to the
+    same nearest-neighbour distance (2.75 Å), their PDFs are computed with
+    one set of settings (r 1.5-20 Å, Qmax 25 Å⁻¹, Qdamp 0.02 Å⁻¹, Biso
+    0.3 Å²), and the type is that of the library cluster with the lowest
+    Rw after a free scale. The library is one metal per shape of the
+    given rows of a training set, so this is a nearest-shape classifier:
+    a generated cluster gets the type of the known shape whose PDF it
+    resembles most.
+
+    Parameters
+    ----------
+    dataset : TrainingSet
+        Open training set (:func:`diffpy_cbldm.dataset.store
+        .open_dataset`).
+    rows : array_like of int
+        Rows forming the library (e.g. the training split).
+    """
+
+    NN = 2.75
+    SETTINGS = dict(
+        rmin=1.5, rmax=20.0, rstep=0.05, qmin=0.7, qmax=25.0, qdamp=0.02
+    )
+
+    def __init__(self, dataset, rows, batch=64):
+        from ase import Atoms
+
+        from diffpy_cbldm.pdf.debye import DebyePDFCalculator
+
+        rows = np.asarray(rows)
+        shape_index = dataset.array("shape_index")[rows]
+        _, first = np.unique(shape_index, return_index=True)
+        self.rows = rows[np.sort(first)]
+        types = dataset.array("structure_type")
+        names = dataset.manifest["structure_types"]
+        self.types = np.array([names[int(types[i])] for i in self.rows])
+        self.natoms = dataset.array("natoms")[self.rows].astype(int)
+        self._calc = DebyePDFCalculator(biso=0.3, **self.SETTINGS)
+        clusters = []
+        for i, n in zip(self.rows, self.natoms):
+            x = dataset.file["positions"][i, :n].astype(float)
+            clusters.append(Atoms(f"Au{n}", positions=self._rescale(x)))
+        pdfs = [
+            self._calc.batch(clusters[k : k + batch])[1]
+            for k in range(0, len(clusters), batch)
+        ]
+        self.pdfs = np.concatenate(pdfs)
+
+    def _rescale(self, x):
+        return x * (self.NN / nearest_neighbour_distance(x))
+
+    def __len__(self):
+        return len(self.rows)
+
+    def match(self, atoms):
+        """(type, Rw, library row) of the best-matching library cluster."""
+        from ase import Atoms
+
+        from diffpy_cbldm.pdf.rw import rw_free_scale
+
+        x = self._rescale(atoms.positions)
+        _, g = self._calc(Atoms(f"Au{len(x)}", positions=x))
+        rw, _ = rw_free_scale(self.pdfs, g[None, :])
+        k = int(np.argmin(rw))
+        return str(self.types[k]), float(rw[k]), int(self.rows[k])
+
+    def __call__(self, atoms):
+        """Structure type of `atoms`."""
+        return self.match(atoms)[0]
+
+
+def select_cases(dataset, split="test", per_type=10, seed=0):
+    """Rows of `split` to evaluate: up to `per_type` of each structure
+    type, drawn at random (seeded) across the three size bins in turn so
+    that every bin is represented when the split has it."""
+    rng = np.random.default_rng(seed)
+    rows = dataset.split_indices(split)
+    types = dataset.array("structure_type")[rows]
+    natoms = dataset.array("natoms")[rows]
+    chosen = []
+    for t in np.unique(types):
+        in_type = rows[types == t]
+        labels = np.array([size_bin(int(k)) for k in natoms[types == t]])
+        bins = [
+            rng.permutation(in_type[labels == f"{lo}-{hi}"])
+            for lo, hi in SIZE_BINS
+        ]
+        picked = []
+        while len(picked) < per_type and any(len(b) for b in bins):
+            for k, b in enumerate(bins):
+                if len(b) and len(picked) < per_type:
+                    picked.append(int(b[0]))
+                    bins[k] = b[1:]
+        chosen += picked
+    return np.array(sorted(chosen), dtype=int)
+
+
+def _case_data(dataset, row):
+    """The stored PDF of `row` (draw 0) as a PDFData with its settings."""
+    from diffpy_cbldm.pdf.datafile import PDFData
+
+    sample = dataset[row]
+    s = sample.settings[0]
+    r = dataset.rgrid
+    keep = r >= 0.5
+    return PDFData.from_arrays(
+        r[keep],
+        sample.pdf[0][keep].astype(float),
+        metadata={
+            "qmin": s.qmin,
+            "qmax": s.qmax,
+            "qdamp": s.qdamp,
+            "qbroad": s.qbroad,
+            "composition": sample.element,
+        },
+    ), sample
+
+
+def evaluate(
+    generators,
+    dataset,
+    rows,
+    *,
+    typer,
+    n=10,
+    seed=0,
+    refine=True,
+    progress=True,
+):
+    """Run generators on dataset rows and record the outcome of each.
+
+    Parameters
+    ----------
+    generators : dict of str -> generator
+        Objects with ``propose(data, n, seed=...)`` (CbLDMGenerator,
+        LibraryGenerator...), evaluated on the same cases.
+    dataset : TrainingSet
+    rows : array_like of int
+    typer : StructureTyper
+    n : int
+        Candidates per case.
+    seed : int
+    refine : bool
+        Refine every candidate and rank (else only raw Rw).
+
+    Returns
+    -------
+    list of dict
+        One record per (generator, row).
+    """
+    from tqdm.auto import tqdm
+
+    from diffpy_cbldm.generator import refine_candidates
+
+    records = []
+    for row in tqdm(rows, desc="evaluating", disable=not progress):
+        data, sample = _case_data(dataset, int(row))
+        truth = len(sample.positions)
+        for name, gen in generators.items():
+            t0 = time.perf_counter()
+            cands = gen.propose(data, n, seed=seed)
+            t_propose = time.perf_counter() - t0
+            raw = [c.info["rw"] for c in cands]
+            best_raw = cands[int(np.argmin(raw))]
+            rec = {
+                "generator": name,
+                "row": int(row),
+                "type": sample.structure_type,
+                "natoms": truth,
+                "size_bin": size_bin(truth),
+                "raw_rw": float(min(raw)),
+                "raw_natoms": len(best_raw),
+                "propose_s": t_propose,
+            }
+            top = best_raw
+            if refine:
+                t0 = time.perf_counter()
+                results = refine_candidates(cands, data, progress=False)
+                rec["refine_s"] = time.perf_counter() - t0
+                rec["refined_rw"] = float(results[0].rw)
+                top = results[0].atoms
+            rec["top_natoms"] = len(top)
+            rec["count_error"] = abs(len(top) - truth) / truth
+            rec["top_type"] = typer(top) if len(top) > 1 else "none"
+            records.append(rec)
+            logger.info("%s", rec)
+    return records
+
+
+def _stats(group, refine):
+    out = {
+        "cases": len(group),
+        "median_raw_rw": float(np.median([r["raw_rw"] for r in group])),
+        "count_within_10pct": float(
+            np.mean([r["count_error"] <= 0.10 for r in group])
+        ),
+        "type_correct": float(
+            np.mean([r["top_type"] == r["type"] for r in group])
+        ),
+        "median_propose_s": float(np.median([r["propose_s"] for r in group])),
+    }
+    if refine:
+        out["median_refined_rw"] = float(
+            np.median([r["refined_rw"] for r in group])
+        )
+        out["median_solve_s"] = float(
+            np.median([r["propose_s"] + r["refine_s"] for r in group])
+        )
+    return out
+
+
+def summarise(records):
+    """Per generator: statistics overall, per type and per size bin.
+
+    Returns
+    -------
+    dict
+        ``{generator: {"all": stats, "type": {t: stats}, "size_bin":
+        {b: stats}}}`` where stats holds ``cases``, ``median_raw_rw``,
+        ``median_refined_rw``, ``count_within_10pct``, ``type_correct``,
+        ``median_propose_s`` and ``median_solve_s``.
+    """
+    out = {}
+    for name in dict.fromkeys(r["generator"] for r in records):
+        mine = [r for r in records if r["generator"] == name]
+        refine = all("refined_rw" in r for r in mine)
+        entry = {"all": _stats(mine, refine), "type": {}, "size_bin": {}}
+        for key in ("type", "size_bin"):
+            for value in sorted({r[key] for r in mine}):
+                group = [r for r in mine if r[key] == value]
+                entry[key][value] = _stats(group, refine)
+        out[name] = entry
+    return out
+
+
+_REFERENCE_TYPES = {
+    "BCC": "bcc",
+    "Decahedron": "decahedral",
+    "HCP": "hcp",
+    "Icosahedron": "icosahedral",
+    "Octahedron": "octahedral",
+    "SC": "sc",
+}
+
+
+def reference_cases(folder):
+    """The six DiffPy-computed reference PDFs of ``shared/data``.
+
+    Returns
+    -------
+    list of (name, PDFData, ase.Atoms)
+        The PDF on r = 0, 0.01, ..., 29.99 Å (the files' r column is
+        mislabelled, see their README) with DeepStruc's settings (qmin
+        0.7, qmax 25, qdamp 0) and the true cluster.
+    """
+    from pathlib import Path
+
+    import h5py
+    from ase import Atoms
+
+    from diffpy_cbldm.pdf.datafile import PDFData
+
+    folder = Path(folder)
+    cases = []
+    for gr in sorted(folder.glob("*.gr")):
+        (h5,) = folder.glob(f"graph_{gr.stem}_atom_*.h5")
+        element = h5.stem.split("_atom_")[1].split("_")[0]
+        with h5py.File(h5, "r") as fh:
+            x = fh["Node Feature Matrix"][:]
+        g = np.loadtxt(gr)[:, 1]
+        r = 0.01 * np.arange(len(g))
+        data = PDFData.from_arrays(
+            r,
+            g,
+            metadata={
+                "qmin": 0.7,
+                "qmax": 25.0,
+                "qdamp": 0.0,
+                "composition": element,
+            },
+        )
+        atoms = Atoms(f"{element}{len(x)}", x)
+        atoms.info["structure_type"] = _REFERENCE_TYPES[gr.stem.split("_")[0]]
+        cases.append((gr.stem, data, atoms))
+    return cases
+
+
+def solve_cases(generators, cases, *, typer, n=10, seed=0):
+    """Solve named PDFs with each generator; the ranked candidates.
+
+    Parameters
+    ----------
+    generators : dict of str -> generator
+    cases : list of (name, data, true ase.Atoms or None)
+
+    Returns
+    -------
+    list of dict
+        Per (generator, case): ``ranked`` (rank, refined Rw, raw Rw,
+        atoms, type of each), ``propose_s``, ``solve_s`` and, when the
+        truth is known, ``true_natoms``, ``true_type``.
+    """
+    from diffpy_cbldm.generator import refine_candidates
+
+    out = []
+    for name, data, truth in cases:
+        for gen_name, gen in generators.items():
+            t0 = time.perf_counter()
+            cands = gen.propose(data, n, seed=seed)
+            t_propose = time.perf_counter() - t0
+            results = refine_candidates(cands, data, progress=False)
+            t_solve = time.perf_counter() - t0
+            ranked = [
+                {
+                    "rank": k,
+                    "rw": float(res.rw),
+                    "raw_rw": float(res.atoms.info.get("raw_rw", np.nan)),
+                    "natoms": len(res.atoms),
+                    "type": typer(res.atoms) if len(res.atoms) > 1 else "",
+                }
+                for k, res in enumerate(results, 1)
+            ]
+            rec = {
+                "case": name,
+                "generator": gen_name,
+                "propose_s": t_propose,
+                "solve_s": t_solve,
+                "ranked": ranked,
+            }
+            if truth is not None:
+                rec["true_natoms"] = len(truth)
+                rec["true_type"] = truth.info.get("structure_type")
+                rec["typer_true_type"] = typer(truth)
+            out.append(rec)
+    return out
+
+
+def format_summary(summary, key):
+    """Text table of :func:`summarise` output, grouped by `key` ("type"
+    or "size_bin")."""
+    lines = []
+    head = (
+        f"{'generator':<9} {key:<12} {'cases':>5} {'raw Rw':>7} "
+        f"{'ref. Rw':>7} {'N±10%':>6} {'type ok':>7} {'prop s':>6} "
+        f"{'solve s':>7}"
+    )
+    lines.append(head)
+    lines.append("-" * len(head))
+    for name, entry in summary.items():
+        groups = dict(entry[key]) if key != "all" else {}
+        groups["all"] = entry["all"]
+        for label, st in groups.items():
+            lines.append(
+                f"{name:<9} {label:<12} {st['cases']:>5} "
+                f"{st['median_raw_rw']:>7.3f} "
+                f"{st.get('median_refined_rw', float('nan')):>7.3f} "
+                f"{st['count_within_10pct']:>6.2f} "
+                f"{st['type_correct']:>7.2f} "
+                f"{st['median_propose_s']:>6.2f} "
+                f"{st.get('median_solve_s', float('nan')):>7.1f}"
+            )
+    return "\n".join(lines)
+
+
+def format_ranked(records, top=3):
+    """Text listing of :func:`solve_cases` output, `top` per case."""
+    lines = []
+    for rec in records:
+        truth = ""
+        if "true_type" in rec:
+            truth = (
+                f" (truth: {rec['true_type']}, {rec['true_natoms']} atoms;"
+                f" typer reads the truth as {rec['typer_true_type']})"
+            )
+        lines.append(
+            f"{rec['case']} / {rec['generator']}: propose "
+            f"{rec['propose_s']:.2f} s, solve {rec['solve_s']:.1f} s{truth}"
+        )
+        for c in rec["ranked"][:top]:
+            lines.append(
+                f"    #{c['rank']}: Rw {c['rw']:.3f} (raw {c['raw_rw']:.3f})"
+                f", {c['natoms']} atoms, {c['type']}"
+            )
+    return "\n".join(lines)
+
+
+def run_evaluation(
+    data,
+    *,
+    weights=None,
+    per_type=10,
+    n=10,
+    seed=0,
+    library=True,
+    shared=None,
+    out=None,
+    echo=print,
+):
+    """The full evaluation (``cbldm evaluate``, ``benchmarks/evaluate.py``).
+
+    Parameters
+    ----------
+    data : path
+        The training set: its test split is evaluated, its training
+        split is the library and the typer's reference.
+    weights : str, optional
+        CbLDM weights name or folder (default weights when None).
+    per_type, n, seed
+        Cases per structure type, candidates per case, seed.
+    library : bool
+        Also evaluate :class:`~diffpy_cbldm.library.LibraryGenerator`.
+    shared : path, optional
+        ``shared/data`` folder with ``diffpy-reference/`` and
+        ``experimental/``; skipped when None or missing.
+    out : path, optional
+        Write the results as JSON there (atomically).
+    echo : callable
+        Receives the printed tables.
+
+    Returns
+    -------
+    dict
+    """
+    import json
+    import os
+    import platform
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.dataset.store import open_dataset
+    from diffpy_cbldm.generator import CbLDMGenerator
+    from diffpy_cbldm.library import LibraryGenerator
+    from diffpy_cbldm.pdf.datafile import load_pdf
+
+    started = time.perf_counter()
+    gens = {"cbldm": CbLDMGenerator.from_pretrained(weights, "cpu")}
+    if library:
+        t0 = time.perf_counter()
+        gens["library"] = LibraryGenerator(data)
+        echo(
+            f"library: {len(gens['library'])} training shapes, loaded in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
+    ds = open_dataset(data)
+    typer = StructureTyper(ds, ds.split_indices("train"))
+    rows = select_cases(ds, "test", per_type, seed=seed)
+    echo(f"test split: {len(rows)} cases, n = {n}")
+    records = evaluate(gens, ds, rows, typer=typer, n=n, seed=seed)
+    summary = summarise(records)
+    echo(format_summary(summary, "type"))
+    echo("")
+    echo(format_summary(summary, "size_bin"))
+
+    reference, experimental = [], []
+    shared = None if shared is None else Path(shared)
+    if shared is not None and shared.is_dir():
+        cases = reference_cases(shared / "diffpy-reference")
+        reference = solve_cases(gens, cases, typer=typer, n=n, seed=seed)
+        echo("\nDiffPy reference PDFs (top-ranked refined candidate):")
+        echo(format_ranked(reference, top=1))
+        exp = [
+            (p.stem, load_pdf(p), None)
+            for p in sorted((shared / "experimental").glob("*.gr"))
+        ]
+        experimental = solve_cases(gens, exp, typer=typer, n=n, seed=seed)
+        echo("\nExperimental PDFs (three best refined candidates):")
+        echo(format_ranked(experimental, top=3))
+    else:
+        echo(
+            f"\nno shared data folder ({shared}): reference and "
+            "experimental PDFs skipped"
+        )
+    result = {
+        "args": {
+            "data": str(data),
+            "weights": weights,
+            "per_type": per_type,
+            "n": n,
+            "seed": seed,
+            "library": library,
+        },
+        "weights": gens["cbldm"].name,
+        "weights_data_hash": gens["cbldm"].manifest.get("data_hash"),
+        "summary": summary,
+        "records": records,
+        "reference": reference,
+        "experimental": experimental,
+        "wall_s": time.perf_counter() - started,
+        "machine": {
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+            "load_average": list(os.getloadavg()),
+        },
+    }
+    if out is not None:
+        with atomic_path(Path(out)) as tmp:
+            tmp.write_text(json.dumps(result, indent=2, default=float))
+        echo(f"\nwrote {out} ({result['wall_s']:.0f} s)")
+    return result

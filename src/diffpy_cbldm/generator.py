@@ -1,0 +1,489 @@
+"""CbLDMGenerator: candidate nanoparticles for a measured PDF.
+
+The generator chains the pieces of the package in the paper's order:
+
+1. the measured PDF is mapped onto the model's r-grid and normalised
+   (:func:`diffpy_cbldm.conventions.model_input`, the one place where
+   this happens);
+2. the condition VAE compresses it to a latent condition, the diffusion
+   sampler draws `n` structure latents for it in one batch, and the
+   structure VAE decodes them to padded Laplacians
+   (:class:`diffpy_cbldm.model.CbLDMPipeline`);
+3. each Laplacian is turned into coordinates by the aDGP step
+   (:func:`diffpy_cbldm.clusters.laplacian.positions_from_laplacian`);
+4. each candidate's PDF is computed with the data's Q settings and
+   compared with the data after a free scale (Rw);
+5. :meth:`CbLDMGenerator.solve` refines every candidate with
+   :func:`diffpy_cbldm.refine.refine_cluster` and ranks them by Rw.
+"""
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "CbLDMGenerator",
+    "DEFAULT_WEIGHTS",
+    "MERGE_DISTANCE",
+    "MIN_ATOMS",
+    "as_pdf_data",
+    "candidate_rw",
+    "merge_close_atoms",
+    "rank_results",
+    "refine_candidates",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS = "mmnp-v1"
+"""Weights used when ``from_pretrained`` is given no name."""
+
+MERGE_DISTANCE = 1.0
+"""Atoms of a generated cluster closer than this (Å) are one atom drawn
+twice: no metal has bonds shorter than about 2.2 Å. They are merged at
+their mean position and the number merged is recorded in
+``atoms.info["merged_atoms"]``."""
+
+
+MIN_ATOMS = 2
+"""Fewest atoms of a candidate: a single atom has no PDF. (Trained
+weights never predict fewer than the 5 atoms of the smallest training
+cluster; the bound matters for barely trained models.)"""
+
+
+def as_pdf_data(data):
+    """A :class:`~diffpy_cbldm.pdf.datafile.PDFData` from what users hold.
+
+    Parameters
+    ----------
+    data : str, Path, PDFData, tuple, Profile or PDFContribution
+        A PDF file, a PDFData, ``(r, G)`` or ``(r, G, dG)`` arrays, or a
+        diffpy.srfit ``Profile`` or ``FitContribution`` (its profile).
+
+    Raises
+    ------
+    TypeError
+        For any other kind of object.
+    """
+    from diffpy_cbldm.pdf.datafile import PDFData, load_pdf
+
+    if isinstance(data, PDFData):
+        return data
+    if isinstance(data, (str, Path)):
+        return load_pdf(data)
+    if isinstance(data, (tuple, list)) and len(data) in (2, 3):
+        return PDFData.from_arrays(*data)
+    profile = getattr(data, "profile", None)
+    if profile is not None or type(data).__name__ == "Profile":
+        return PDFData.from_profile(data)
+    raise TypeError(
+        "data must be a .gr file path, a PDFData, (r, G) or (r, G, dG) "
+        "arrays, or a diffpy.srfit Profile or PDFContribution, got "
+        f"{type(data).__name__}"
+    )
+
+
+def merge_close_atoms(positions, distance=MERGE_DISTANCE):
+    """Merge groups of atoms closer than `distance` into their mean.
+
+    Parameters
+    ----------
+    positions : ndarray, shape (n, 3)
+    distance : float
+        Å.
+
+    Returns
+    -------
+    positions : ndarray, shape (m, 3), m <= n
+    merged : int
+        ``n - m``.
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    positions = np.asarray(positions, dtype=float)
+    if len(positions) < 2:
+        return positions, 0
+    labels = fcluster(
+        linkage(positions, method="single"), distance, criterion="distance"
+    )
+    if labels.max() == len(positions):
+        return positions, 0
+    merged = np.array(
+        [positions[labels == k].mean(axis=0) for k in np.unique(labels)]
+    )
+    return merged, len(positions) - len(merged)
+
+
+def _element(pdf, element):
+    """The metal of the candidates: the argument, else the data header's
+    composition when it names one element."""
+    from ase.data import atomic_numbers
+
+    if element is None:
+        comp = pdf.composition
+        if comp is None:
+            raise ValueError(
+                f"{_name(pdf)} does not give the sample composition; pass "
+                "element='Au' (or the metal of your sample)"
+            )
+        element = "".join(c for c in str(comp) if not c.isdigit()).strip()
+        if element not in atomic_numbers:
+            raise ValueError(
+                f"{_name(pdf)}: composition {comp!r} is not a single "
+                "element; CbLDM proposes mono-metallic clusters, pass "
+                "element='...'"
+            )
+    if element not in atomic_numbers or element == "X":
+        raise ValueError(f"unknown element {element!r}")
+    return element
+
+
+def _name(pdf):
+    path = getattr(pdf, "path", None)
+    return str(path) if path else "the data"
+
+
+def _settings(pdf, fit_rmax=None):
+    """Debye settings for comparing candidates with the data: the data
+    header's Q values, else refine.DEFAULTS; the data's r-grid from
+    1.5 Å (or its start) to its end."""
+    from diffpy_cbldm.refine import DEFAULTS
+
+    settings = {}
+    for name in ("qmin", "qmax", "qdamp", "qbroad"):
+        value = getattr(pdf, name, None)
+        settings[name] = DEFAULTS[name] if value is None else float(value)
+    rmin = max(DEFAULTS["rmin"], float(pdf.r[0]))
+    rmax = float(pdf.r[-1]) if fit_rmax is None else float(fit_rmax)
+    return settings, rmin, rmax
+
+
+def candidate_rw(clusters, pdf, *, rmax=None):
+    """Rw of each cluster against the data after a free scale.
+
+    G is computed with the data's Q settings (header, else the defaults
+    of :func:`~diffpy_cbldm.refine.refine_cluster`), Uiso 0.005 Å² and no
+    refinement, on the data's own r-points from 1.5 Å.
+
+    Returns
+    -------
+    ndarray, shape (len(clusters),)
+    """
+    from diffpy_cbldm.pdf.debye import DebyePDFCalculator
+    from diffpy_cbldm.pdf.rw import rw_free_scale
+    from diffpy_cbldm.refine import DEFAULTS
+
+    settings, rmin, rmax = _settings(pdf, rmax)
+    keep = (pdf.r >= rmin) & (pdf.r <= rmax)
+    r, gobs = pdf.r[keep], pdf.g[keep]
+    dg = None if pdf.dg is None else pdf.dg[keep]
+    step = float(np.median(np.diff(r)))
+    calc = DebyePDFCalculator(
+        rmin=float(r[0]),
+        rmax=float(r[-1]) + step / 2,
+        rstep=step,
+        biso=8 * np.pi**2 * DEFAULTS["uiso"],
+        **settings,
+    )
+    rc, gc = calc.batch(clusters)
+    out = []
+    for g in gc:
+        gcalc = np.interp(r, rc, g)
+        out.append(rw_free_scale(gobs, gcalc, dg)[0])
+    return np.asarray(out, dtype=float)
+
+
+def rank_results(results):
+    """Refinement results sorted by Rw, best first."""
+    return sorted(results, key=lambda res: res.rw)
+
+
+class CbLDMGenerator:
+    """Propose and refine nanoparticle structures for a measured PDF.
+
+    Build it with :meth:`from_pretrained`.
+
+    Parameters
+    ----------
+    config : CbLDMConfig
+    modules : dict of str -> torch.nn.Module
+        ``condition_vae``, ``structure_vae`` and ``denoiser``.
+    manifest : dict
+        The weights manifest (sampler defaults, metrics, data hash).
+    device : torch.device
+    name : str
+        Registered name or directory of the weights.
+
+    Examples
+    --------
+    >>> from diffpy_cbldm import CbLDMGenerator
+    >>> gen = CbLDMGenerator.from_pretrained()
+    >>> results = gen.solve("JQ_S1.gr", n=10)  # doctest: +SKIP
+    >>> print(results[0].summary())  # doctest: +SKIP
+    """
+
+    def __init__(self, config, modules, manifest, device, name):
+        from diffpy_cbldm.model.pipeline import CbLDMPipeline
+
+        missing = {"condition_vae", "structure_vae", "denoiser"} - set(modules)
+        if missing:
+            raise ValueError(
+                f"weights {name!r} lack the network(s) {sorted(missing)}"
+            )
+        self.config = config
+        self.conventions = config.conventions
+        self.modules = modules
+        self.manifest = manifest
+        self.device = device
+        self.name = name
+        self.pipeline = CbLDMPipeline(
+            modules["condition_vae"],
+            modules["structure_vae"],
+            modules["denoiser"],
+            config,
+            defaults=manifest.get("sampler_defaults"),
+        )
+
+    @classmethod
+    def from_pretrained(cls, name=None, device=None):
+        """Load a registered set of weights (or a weights directory).
+
+        Parameters
+        ----------
+        name : str or Path, optional
+            A name from :func:`diffpy_cbldm.weights.available` or a
+            directory written by ``save_weights``; default
+            :data:`DEFAULT_WEIGHTS`.
+        device : str or torch.device, optional
+            Default: CUDA when available, else CPU.
+
+        Raises
+        ------
+        diffpy_cbldm.weights.WeightsError
+            Unknown name (the available ones listed) or a file that fails
+            its checksum.
+        """
+        import torch
+
+        from diffpy_cbldm.weights import load_weights, read_manifest
+
+        name = DEFAULT_WEIGHTS if name is None else name
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(device)
+        config, modules = load_weights(name)
+        manifest = read_manifest(name)
+        for net in modules.values():
+            net.to(device).eval()
+        return cls(config, modules, manifest, device, str(name))
+
+    def __repr__(self):
+        return f"CbLDMGenerator({self.name!r}, device={str(self.device)!r})"
+
+    # -- proposing -------------------------------------------------------
+
+    def model_input(self, data):
+        """The normalised PDF the network reads for `data`, shape
+        (n_points,), and the PDFData it came from."""
+        from diffpy_cbldm.conventions import model_input
+
+        pdf = as_pdf_data(data)
+        return model_input(pdf.r, pdf.g, self.conventions, source=_name(pdf))
+
+    def propose(
+        self,
+        data,
+        n=10,
+        seed=None,
+        sampler=None,
+        steps=None,
+        *,
+        element=None,
+        **sampling,
+    ):
+        """Candidate clusters for a measured PDF, generated as one batch.
+
+        Parameters
+        ----------
+        data : str, Path, PDFData, tuple, Profile or PDFContribution
+            The measured PDF (see :func:`as_pdf_data`).
+        n : int
+            Number of candidates, >= 1.
+        seed : int, optional
+            Makes the candidates reproducible.
+        sampler : {"cbldm", "ddpm", "ddim", "dpm"}, optional
+            Default from the weights (the paper's accelerated sampler).
+        steps : int, optional
+            Network evaluations of the sampler (its default when None).
+        element : str, optional
+            Metal of the candidates; default: the data header's
+            composition.
+        **sampling
+            ``base``, ``t1``, ``t2`` of the cbldm sampler.
+
+        Returns
+        -------
+        list of ase.Atoms
+            In generation order. ``atoms.info`` holds ``n_atoms``,
+            ``adgp_residual`` (rms misfit of the Laplacian, relative),
+            ``merged_atoms`` (see :data:`MERGE_DISTANCE`), ``rw`` (against
+            the data, free scale, unrefined), ``generator``, ``sampler``
+            and ``seed``.
+
+        Raises
+        ------
+        ValueError
+            n < 1, a PDF too short, zero, or with NaN; no element.
+        """
+        import torch
+        from ase import Atoms
+
+        from diffpy_cbldm.clusters.laplacian import positions_from_laplacian
+
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        pdf = as_pdf_data(data)
+        element = _element(pdf, element)
+        x = self.model_input(pdf)
+        started = time.perf_counter()
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(
+                int(seed)
+            )
+        dtype = next(self.modules["denoiser"].parameters()).dtype
+        g = torch.as_tensor(x, dtype=dtype, device=self.device)[None]
+        svae = self.modules["structure_vae"]
+        with torch.no_grad():
+            z_c = self.modules["condition_vae"].condition(g)
+            latents = self.pipeline.sample_latents(
+                z_c,
+                int(n),
+                sampler=sampler,
+                steps=steps,
+                generator=generator,
+                **sampling,
+            )
+            counts = svae.count_atoms(latents).clamp(min=MIN_ATOMS)
+            L = svae.decode(latents, atoms=counts)
+            starts = None
+            if svae.config.decoder == "coordinates":
+                starts = svae.decode_positions(latents).double().cpu()
+        L = L.double().cpu().numpy()
+        L = 0.5 * (L + np.swapaxes(L, -1, -2))
+        counts = counts.cpu().tolist()
+        sampled = time.perf_counter() - started
+        sigma = self.conventions.sigma
+        candidates = []
+        for k, matrix in enumerate(L):
+            init = "mds" if starts is None else starts[k, : counts[k]]
+            positions, info = positions_from_laplacian(
+                matrix, sigma, n_atoms=counts[k], init=init
+            )
+            positions, merged = merge_close_atoms(positions)
+            atoms = Atoms(f"{element}{len(positions)}", positions=positions)
+            atoms.info.update(
+                n_atoms=len(atoms),
+                adgp_residual=float(info["residual"]),
+                merged_atoms=int(merged),
+                generator=f"CbLDM {self.name}",
+                sampler=sampler or self.pipeline.defaults.get("sampler"),
+                seed=seed,
+                candidate=k,
+            )
+            candidates.append(atoms)
+        for atoms, value in zip(candidates, candidate_rw(candidates, pdf)):
+            if not np.isfinite(value):
+                raise RuntimeError(
+                    f"candidate {atoms.info['candidate']} has Rw {value}; "
+                    "please report this"
+                )
+            atoms.info["rw"] = float(value)
+        logger.info(
+            "%d candidates in %.2f s (sampling %.2f s)",
+            n,
+            time.perf_counter() - started,
+            sampled,
+        )
+        return candidates
+
+    # -- solving ---------------------------------------------------------
+
+    def solve(
+        self,
+        data,
+        n=10,
+        seed=None,
+        sampler=None,
+        steps=None,
+        *,
+        element=None,
+        progress=True,
+        **refine_options,
+    ):
+        """Propose `n` candidates, refine each, return them ranked by Rw.
+
+        Parameters
+        ----------
+        data, n, seed, sampler, steps, element
+            As for :meth:`propose`.
+        progress : bool
+            Show a progress bar over the refinements.
+        **refine_options
+            Keywords of :func:`diffpy_cbldm.refine.refine_cluster`
+            (``rmin``, ``rmax``, ``qdamp``, ``refine_positions``...).
+
+        Returns
+        -------
+        list of RefinementResult
+            Best (lowest Rw) first; each result's ``atoms.info`` keeps the
+            candidate's generation record and adds ``refined_rw`` and
+            ``rank``.
+        """
+        candidates = self.propose(
+            data, n, seed=seed, sampler=sampler, steps=steps, element=element
+        )
+        return refine_candidates(
+            candidates, as_pdf_data(data), progress=progress, **refine_options
+        )
+
+
+def refine_candidates(candidates, data, *, progress=True, **refine_options):
+    """Refine candidates from any generators and rank them together.
+
+    Parameters
+    ----------
+    candidates : sequence of ase.Atoms
+    data : anything :func:`as_pdf_data` accepts
+    progress : bool
+    **refine_options
+        Keywords of :func:`diffpy_cbldm.refine.refine_cluster`.
+
+    Returns
+    -------
+    list of RefinementResult, best first
+    """
+    from tqdm.auto import tqdm
+
+    from diffpy_cbldm.refine import refine_cluster
+
+    pdf = as_pdf_data(data)
+    results = []
+    for atoms in tqdm(
+        candidates, desc="refining", unit="candidate", disable=not progress
+    ):
+        result = refine_cluster(atoms, pdf, **refine_options)
+        result.atoms.info.update(
+            {k: v for k, v in atoms.info.items() if k != "rw"},
+            raw_rw=atoms.info.get("rw"),
+            refined_rw=float(result.rw),
+        )
+        results.append(result)
+    ranked = rank_results(results)
+    for rank, result in enumerate(ranked, 1):
+        result.atoms.info["rank"] = rank
+    return ranked

@@ -1,0 +1,98 @@
+"""``cbldm solve`` and ``cbldm evaluate`` on the tiny trained model."""
+
+import csv
+import json
+
+from diffpy_cbldm.cli import main
+from diffpy_cbldm.pdf.datafile import PDFData, write_gr
+
+
+def test_solve_writes_ranked_files(tiny_weights, measured, tmp_path, capsys):
+    r, g, _ = measured
+    gr = tmp_path / "au.gr"
+    write_gr(gr, PDFData.from_arrays(r, g, metadata={"composition": "Au"}))
+    out = tmp_path / "out"
+    code = main(
+        [
+            "solve",
+            str(gr),
+            "-n",
+            "3",
+            "--weights",
+            str(tiny_weights),
+            "-o",
+            str(out),
+            "--seed",
+            "0",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    for rank in (1, 2, 3):
+        for suffix in (".xyz", ".res", ".fgr", ".png"):
+            assert (out / f"rank{rank:02d}{suffix}").is_file()
+    assert (out / "best_fits.png").read_bytes()[:4] == b"\x89PNG"
+    with open(out / "summary.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(row["rank"]) for row in rows] == [1, 2, 3]
+    rws = [float(row["rw"]) for row in rows]
+    assert rws == sorted(rws)
+    printed = capsys.readouterr().out
+    assert "rank" in printed and rows[0]["rw"] in printed
+
+
+def test_solve_reports_bad_input_in_one_line(tiny_weights, tmp_path, capsys):
+    gr = tmp_path / "short.gr"
+    gr.write_text("".join(f"{0.1 * k:.2f} 1.0\n" for k in range(1, 60)))
+    code = main(
+        [
+            "solve",
+            str(gr),
+            "--weights",
+            str(tiny_weights),
+            "--element",
+            "Au",
+            "-o",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cbldm: error:") and "ends at r = 5.9" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_weights_name_is_one_line(tmp_path, measured, capsys):
+    r, g, _ = measured
+    gr = tmp_path / "au.gr"
+    write_gr(gr, PDFData.from_arrays(r, g, metadata={"composition": "Au"}))
+    code = main(["solve", str(gr), "--weights", "nope-v9"])
+    assert code == 2
+    assert "nope-v9" in capsys.readouterr().err
+
+
+def test_evaluate_runs_both_generators(tiny_weights, tiny_set, tmp_path):
+    out = tmp_path / "eval.json"
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(tiny_set),
+            "--weights",
+            str(tiny_weights),
+            "--per-type",
+            "2",
+            "-n",
+            "2",
+            "-o",
+            str(out),
+        ]
+    )
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert set(result["summary"]) == {"cbldm", "library"}
+    for name, entry in result["summary"].items():
+        assert entry["all"]["cases"] == 2
+        assert 0 < entry["all"]["median_raw_rw"]
+        assert 0 < entry["all"]["median_refined_rw"]
+    assert len(result["records"]) == 4

@@ -1,0 +1,236 @@
+"""CbLDMGenerator on a tiny trained model: inputs of every kind, one
+batch of candidates with their records, refinement and ranking, the
+measured-PDF mapping, and bad input."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from diffpy_cbldm.conventions import MIN_RMAX, Conventions, model_input
+from diffpy_cbldm.generator import (
+    as_pdf_data,
+    candidate_rw,
+    merge_close_atoms,
+)
+from diffpy_cbldm.pdf.datafile import PDFData, write_gr
+from diffpy_cbldm.pdf.rw import rw_free_scale
+
+# -- the measured PDF on the model grid -----------------------------------
+
+
+def test_model_input_interpolates_inside_and_is_normalised():
+    conv = Conventions()
+    r = np.linspace(1.0, 20.0, 951)
+    g = np.sin(r) * np.exp(-r / 10)
+    x = model_input(r, g, conv)
+    grid = conv.rgrid
+    inside = (grid >= 1.0) & (grid <= 20.0)
+    scale = np.abs(np.interp(grid[inside], r, g)).max()
+    assert np.allclose(
+        x[inside] * scale,
+        np.sin(grid[inside]) * np.exp(-grid[inside] / 10),
+        atol=2e-4,
+    )
+    assert np.abs(x).max() == pytest.approx(1.0)
+    assert np.all(x[grid > 20.0] == 0)
+    # below the data: the line from G(0) = 0 to the first point
+    below = grid < 1.0
+    assert np.allclose(x[below] * scale, g[0] * grid[below], atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "r, g, match",
+    [
+        (np.linspace(0.5, 7.0, 100), np.ones(100), r"ends at r = 7 Å.*8"),
+        (np.linspace(0.5, 20, 100), np.zeros(100), "zero everywhere"),
+        (
+            np.linspace(0.5, 20, 100),
+            np.r_[np.ones(50), np.nan, np.ones(49)],
+            r"NaN or infinity at point 50",
+        ),
+        (np.linspace(31, 50, 100), np.ones(100), "starts at r = 31"),
+    ],
+)
+def test_model_input_rejects_useless_data(r, g, match):
+    with pytest.raises(ValueError, match=match):
+        model_input(r, g, Conventions(), source="x.gr")
+
+
+def test_min_rmax_is_8_angstrom():
+    assert MIN_RMAX == 8.0
+
+
+def test_merge_close_atoms():
+    x = np.array([[0, 0, 0], [0.3, 0, 0], [2.8, 0, 0], [5.6, 0, 0.0]])
+    merged, n = merge_close_atoms(x, 1.0)
+    assert n == 1
+    assert np.allclose(merged[np.argsort(merged[:, 0])][0], [0.15, 0, 0])
+    same, n = merge_close_atoms(x[1:], 1.0)
+    assert n == 0 and np.array_equal(same, x[1:])
+
+
+# -- proposing -------------------------------------------------------------
+
+
+def test_propose_returns_n_finite_candidates_with_records(generator, measured):
+    r, g, _ = measured
+    cands = generator.propose((r, g), n=4, seed=0, element="Au")
+    assert len(cands) == 4
+    for k, atoms in enumerate(cands):
+        assert isinstance(atoms, Atoms)
+        assert set(atoms.get_chemical_symbols()) == {"Au"}
+        assert np.all(np.isfinite(atoms.positions))
+        info = atoms.info
+        assert info["n_atoms"] == len(atoms) >= 1
+        assert info["candidate"] == k and info["seed"] == 0
+        assert (
+            np.isfinite(info["adgp_residual"]) and info["adgp_residual"] >= 0
+        )
+        assert 0 < info["rw"] < 10
+        if len(atoms) > 1:
+            d = atoms.get_all_distances()[np.triu_indices(len(atoms), 1)]
+            assert d.min() >= 1.0
+
+
+def test_candidate_rw_is_the_free_scale_rw(measured):
+    r, g, atoms = measured
+    pdf = PDFData.from_arrays(
+        r, g, metadata={"qmax": 25.0, "qmin": 0.7, "qdamp": 0.03}
+    )
+    # The true cluster against its own PDF (other Uiso): small, not zero.
+    value = candidate_rw([atoms], pdf)[0]
+    assert 0 < value < 0.5
+    # Independent: recompute with the engine on the same points.
+    from diffpy_cbldm.pdf.debye import DebyePDFCalculator
+
+    keep = r >= 1.5
+    rc, gc = DebyePDFCalculator(
+        rmin=r[keep][0],
+        rmax=r[-1] + 0.01,
+        rstep=0.02,
+        qmin=0.7,
+        qmax=25.0,
+        qdamp=0.03,
+        biso=8 * np.pi**2 * 0.005,
+    )(atoms)
+    expected = rw_free_scale(g[keep], np.interp(r[keep], rc, gc))[0]
+    assert value == pytest.approx(expected, rel=1e-6)
+
+
+def test_propose_is_reproducible_with_a_seed(generator, measured):
+    r, g, _ = measured
+    a = generator.propose((r, g), n=2, seed=5, element="Au")
+    b = generator.propose((r, g), n=2, seed=5, element="Au")
+    for x, y in zip(a, b):
+        assert len(x) == len(y)
+        assert np.allclose(x.positions, y.positions)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm"])
+def test_other_samplers_are_one_argument_away(generator, measured, sampler):
+    r, g, _ = measured
+    cands = generator.propose(
+        (r, g), n=2, seed=1, sampler=sampler, steps=5, element="Au"
+    )
+    assert len(cands) == 2 and all(c.info["sampler"] == sampler for c in cands)
+
+
+def test_every_input_kind_gives_the_same_model_input(
+    generator, measured, tmp_path
+):
+    from diffpy.srfit.pdf import PDFContribution
+
+    r, g, _ = measured
+    path = tmp_path / "au.gr"
+    write_gr(path, PDFData.from_arrays(r, g, metadata={"composition": "Au"}))
+    contribution = PDFContribution("pdf")
+    contribution.profile.setObservedProfile(r, g)
+    expected = generator.model_input((r, g))
+    for data in (path, str(path), contribution, contribution.profile):
+        assert np.allclose(generator.model_input(data), expected, atol=1e-6)
+
+
+def test_element_comes_from_the_file_header(generator, measured, tmp_path):
+    r, g, _ = measured
+    path = tmp_path / "pt.gr"
+    write_gr(path, PDFData.from_arrays(r, g, metadata={"composition": "Pt"}))
+    cands = generator.propose(path, n=1, seed=0)
+    assert set(cands[0].get_chemical_symbols()) == {"Pt"}
+
+
+# -- solving -----------------------------------------------------------------
+
+
+def test_solve_refines_and_ranks(generator, measured):
+    r, g, _ = measured
+    results = generator.solve(
+        (r, g), n=3, seed=0, element="Au", progress=False
+    )
+    assert len(results) == 3
+    rws = [res.rw for res in results]
+    assert rws == sorted(rws)
+    for rank, res in enumerate(results, 1):
+        info = res.atoms.info
+        assert info["rank"] == rank
+        assert info["refined_rw"] == res.rw
+        # refinement starts from the candidate and cannot make it worse
+        # by more than the difference in Uiso/qdamp handling
+        assert res.rw <= info["raw_rw"] + 1e-6
+
+
+# -- bad input ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [0, -3, 2.5, True])
+def test_n_must_be_a_positive_integer(generator, measured, n):
+    r, g, _ = measured
+    with pytest.raises(ValueError, match="n must be"):
+        generator.propose((r, g), n=n, element="Au")
+
+
+def test_short_zero_and_nan_pdfs(generator):
+    r = np.linspace(0.5, 6.0, 200)
+    with pytest.raises(ValueError, match="ends at r = 6"):
+        generator.propose((r, np.sin(r)), element="Au")
+    r = np.linspace(0.5, 20.0, 200)
+    with pytest.raises(ValueError, match="zero everywhere"):
+        generator.propose((r, np.zeros_like(r)), element="Au")
+    with pytest.raises(ValueError, match="NaN|not finite"):
+        generator.propose((r, np.full_like(r, np.nan)), element="Au")
+
+
+def test_missing_and_bad_element(generator, measured):
+    r, g, _ = measured
+    with pytest.raises(ValueError, match="element='Au'"):
+        generator.propose((r, g))
+    with pytest.raises(ValueError, match="unknown element 'Qq'"):
+        generator.propose((r, g), element="Qq")
+
+
+def test_unknown_input_type():
+    with pytest.raises(TypeError, match="got dict"):
+        as_pdf_data({"r": 1})
+
+
+def test_unknown_weights_name():
+    from diffpy_cbldm import CbLDMGenerator
+    from diffpy_cbldm.weights import WeightsError
+
+    with pytest.raises(WeightsError, match="no-such-weights"):
+        CbLDMGenerator.from_pretrained("no-such-weights")
+
+
+def test_corrupted_weights_fail_their_checksum(tiny_weights, tmp_path):
+    import shutil
+
+    from diffpy_cbldm import CbLDMGenerator
+    from diffpy_cbldm.weights import WeightsError
+
+    copy = tmp_path / "w"
+    shutil.copytree(tiny_weights, copy)
+    target = sorted(copy.glob("*.safetensors"))[0]
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match=target.name):
+        CbLDMGenerator.from_pretrained(copy)

@@ -327,7 +327,7 @@ class CbLDMGenerator:
         -------
         list of ase.Atoms
             In generation order. ``atoms.info`` holds ``n_atoms``,
-            ``adgp_residual`` (rms misfit of the Laplacian, relative),
+            ``adgp_residual`` (rms misfit of the Laplacian entries),
             ``merged_atoms`` (see :data:`MERGE_DISTANCE`), ``rw`` (against
             the data, free scale, unrefined), ``generator``, ``sampler``
             and ``seed``.

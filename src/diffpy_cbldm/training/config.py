@@ -321,16 +321,16 @@ class RunConfig:
     model: object = field(default_factory=_default_model)
     condition: VAETrainConfig = field(
         default_factory=lambda: VAETrainConfig(
-            epochs=40, lr=1e-3, kl_warmup_epochs=2.0
+            epochs=10, lr=1e-3, kl_warmup_epochs=2.0
         )
     )
     structure: VAETrainConfig = field(
         default_factory=lambda: VAETrainConfig(
-            epochs=12, lr=5e-4, kl_warmup_epochs=1.0
+            epochs=20, lr=1e-3, kl_warmup_epochs=1.0
         )
     )
     diffusion: DiffusionTrainConfig = field(
-        default_factory=lambda: DiffusionTrainConfig(epochs=60, lr=5e-4)
+        default_factory=lambda: DiffusionTrainConfig(epochs=12, lr=5e-4)
     )
     split: str = "shape"
 

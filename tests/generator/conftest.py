@@ -28,9 +28,9 @@ def generator(tiny_weights):
 
 
 @pytest.fixture(scope="session")
-def measured(tiny_set):
-    """(r, G) of a test-split cluster of the tiny set: an icosahedral
-    cluster's PDF, as a measurement would give it (r 0.5-20 Å)."""
+def measured():
+    """(r, G) of a 55-atom Au icosahedron, as a measurement would give
+    it (r 0.5-20 Å)."""
     from diffpy_cbldm.clusters.build import build_cluster
     from diffpy_cbldm.pdf.debye import DebyePDFCalculator
 

@@ -7,12 +7,13 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    "sphinx_gallery.gen_gallery",
 ]
 napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 autodoc_typehints = "description"
 autodoc_member_order = "bysource"
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "sg_execution_times.rst"]
 html_theme = "furo"
 html_title = "diffpy-cbldm"
 
@@ -23,3 +24,14 @@ html_title = "diffpy-cbldm"
 # links, so the warning is silenced (it is the only warning of this
 # subtype: unresolved references have their own subtypes).
 suppress_warnings = ["ref.python"]
+
+# The examples in ../examples, rendered (and, by default, run) as a
+# gallery. The test suite builds the docs with ``-D plot_gallery=0``: it
+# runs every example itself (tests/test_examples.py).
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": "/plot_",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+}

@@ -137,6 +137,21 @@ def _add_solve(sub):
         help="diffusion sampler (default: the weights' own, cbldm)",
     )
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument(
+        "--library",
+        default=None,
+        metavar="DATASET",
+        help=(
+            "also screen the train split of this training set (.h5) and "
+            "pool its best clusters with CbLDM's before refinement"
+        ),
+    )
+    p.add_argument(
+        "--library-n",
+        type=int,
+        default=None,
+        help="library candidates pooled (default: -n)",
+    )
     _optional_float(p, "--rmin", help="fit range start in Å")
     _optional_float(p, "--rmax", help="fit range end in Å")
     _optional_float(p, "--qdamp", help="Qdamp in Å⁻¹ (default: header)")
@@ -161,6 +176,7 @@ SUMMARY_FIELDS = (
     "zoomscale",
     "adgp_residual",
     "merged_atoms",
+    "generator",
     "candidate",
     "xyz",
 )
@@ -171,7 +187,11 @@ def _run_solve(args):
     import io
 
     from diffpy_cbldm.atomic import atomic_path
-    from diffpy_cbldm.generator import CbLDMGenerator
+    from diffpy_cbldm.generator import (
+        CbLDMGenerator,
+        as_pdf_data,
+        refine_candidates,
+    )
     from diffpy_cbldm.plotting import plot_ranked_fits
 
     options = {
@@ -180,13 +200,24 @@ def _run_solve(args):
         if getattr(args, name) is not None
     }
     gen = CbLDMGenerator.from_pretrained(args.weights)
-    results = gen.solve(
-        args.data,
-        n=args.n,
+    data = as_pdf_data(args.data)
+    candidates = gen.propose(
+        data,
+        args.n,
         seed=args.seed,
         sampler=args.sampler,
         steps=args.steps,
         element=args.element,
+    )
+    if args.library is not None:
+        from diffpy_cbldm.library import LibraryGenerator
+
+        library = LibraryGenerator(args.library)
+        n_library = args.n if args.library_n is None else args.library_n
+        candidates += library.propose(data, n_library, element=args.element)
+    results = refine_candidates(
+        candidates,
+        data,
         refine_positions=args.positions,
         progress=not args.no_progress,
         **options,
@@ -208,6 +239,7 @@ def _run_solve(args):
                 "zoomscale": f"{result.values['zoomscale'][0]:.4f}",
                 "adgp_residual": f"{info.get('adgp_residual', 0):.2e}",
                 "merged_atoms": info.get("merged_atoms", 0),
+                "generator": info.get("generator", ""),
                 "candidate": info.get("candidate", ""),
                 "xyz": f"{stem}.xyz",
             }

@@ -81,7 +81,7 @@ class LibraryGenerator:
         self.split = split
         self.name = f"library {split} of {dataset}"
         self.stretch = np.linspace(*nn_range, nn_steps) / self.NN
-        self._cache = {}
+        self._cache = {}  # Q settings -> (r, float32 PDFs), a few at most
 
     def __len__(self):
         return len(self.positions)
@@ -92,18 +92,28 @@ class LibraryGenerator:
             f"{len(self)} clusters)"
         )
 
+    CACHED = 4
+    """Library PDF sets kept in memory (about 60 MB each)."""
+
     def _library_pdfs(self, settings, rmax, batch=64):
-        """G(r) of every library cluster for these Q settings on a fine
-        grid from 0 to rmax / min(stretch), cached per settings."""
+        """G(r) of every library cluster without the Qdamp envelope, for
+        the data's Qmin and Qbroad and its Qmax rounded to 0.5 Å⁻¹, on a
+        fine grid from 0 to rmax / min(stretch). Qdamp multiplies G(r) by
+        ``exp(-(qdamp r)^2 / 2)`` (DiffPy's convention), so it is applied
+        after the stretch in :meth:`screen`; the computed sets are cached
+        per rounded Q settings."""
         from ase import Atoms
 
         from diffpy_cbldm.pdf.debye import DebyePDFCalculator
         from diffpy_cbldm.refine import DEFAULTS
 
-        top = rmax / self.stretch.min() + 0.5
-        key = tuple(round(settings[k], 4) for k in sorted(settings)) + (
-            round(top, 1),
-        )
+        top = round(rmax / self.stretch.min() + 0.5, 0)
+        q = {
+            "qmin": round(settings["qmin"], 2),
+            "qmax": round(2 * settings["qmax"]) / 2,
+            "qbroad": round(settings["qbroad"], 3),
+        }
+        key = (q["qmin"], q["qmax"], q["qbroad"], top)
         if key not in self._cache:
             t0 = time.perf_counter()
             calc = DebyePDFCalculator(
@@ -111,7 +121,7 @@ class LibraryGenerator:
                 rmax=top,
                 rstep=0.01,
                 biso=8 * np.pi**2 * DEFAULTS["uiso"],
-                **settings,
+                **q,
             )
             pdfs = []
             for k in range(0, len(self), batch):
@@ -120,8 +130,10 @@ class LibraryGenerator:
                     for x in self.positions[k : k + batch]
                 ]
                 r, g = calc.batch(chunk)
-                pdfs.append(g)
-            self._cache = {key: (r, np.concatenate(pdfs))}
+                pdfs.append(g.astype(np.float32))
+            while len(self._cache) >= self.CACHED:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = (r, np.concatenate(pdfs))
             logger.info(
                 "library PDFs: %d clusters in %.1f s",
                 len(self),
@@ -149,6 +161,7 @@ class LibraryGenerator:
         best = np.full(len(self), np.inf)
         best_s = np.ones(len(self))
         step = grid[1] - grid[0]
+        envelope = np.exp(-0.5 * (settings["qdamp"] * r) ** 2)
         for s in self.stretch:
             # G of the stretched clusters at r is G(r / s) / s^2 (free
             # scale); linear interpolation on the fine grid.
@@ -156,7 +169,7 @@ class LibraryGenerator:
             i = np.clip(x.astype(int), 0, len(grid) - 2)
             f = x - i
             g = lib[:, i] * (1 - f) + lib[:, i + 1] * f
-            rw, _ = rw_free_scale(gobs, g, dg)
+            rw, _ = rw_free_scale(gobs, g * envelope, dg)
             better = rw < best
             best[better] = rw[better]
             best_s[better] = s

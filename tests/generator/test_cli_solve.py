@@ -96,3 +96,42 @@ def test_evaluate_runs_both_generators(tiny_weights, tiny_set, tmp_path):
         assert 0 < entry["all"]["median_raw_rw"]
         assert 0 < entry["all"]["median_refined_rw"]
     assert len(result["records"]) == 4
+
+
+def test_solve_pools_library_candidates(
+    tiny_weights, tiny_set, measured, tmp_path
+):
+    """--library adds screened library clusters to CbLDM's candidates;
+    all are refined and ranked together."""
+    r, g, _ = measured
+    gr = tmp_path / "au.gr"
+    write_gr(gr, PDFData.from_arrays(r, g, metadata={"composition": "Au"}))
+    out = tmp_path / "pooled"
+    code = main(
+        [
+            "solve",
+            str(gr),
+            "-n",
+            "2",
+            "--library",
+            str(tiny_set),
+            "--library-n",
+            "3",
+            "--weights",
+            str(tiny_weights),
+            "-o",
+            str(out),
+            "--seed",
+            "0",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    with open(out / "summary.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    generators = [row["generator"] for row in rows]
+    assert len(rows) == 5
+    assert generators.count("library") == 3
+    assert sum(name.startswith("CbLDM") for name in generators) == 2
+    rws = [float(row["rw"]) for row in rows]
+    assert rws == sorted(rws)

@@ -24,7 +24,12 @@ Run from the repository root (one torch thread is fastest on a busy
 
     python benchmarks/evaluate.py --data data/mmnp-v1.h5 [--weights W]
 
-Writes ``benchmarks/results/evaluate.json``.
+Writes ``benchmarks/results/evaluate.json``. On two cores, the two
+generators can run side by side and be joined afterwards::
+
+    python benchmarks/evaluate.py --no-library --out cbldm.json &
+    python benchmarks/evaluate.py --no-cbldm --out library.json
+    python benchmarks/evaluate.py --merge cbldm.json library.json
 """
 
 import argparse
@@ -44,8 +49,32 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-library", action="store_true")
+    parser.add_argument("--no-cbldm", action="store_true")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="join earlier results (one per generator) into --out",
+    )
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
+
+    if args.merge:
+        import json
+
+        from diffpy_cbldm.atomic import atomic_path
+        from diffpy_cbldm.evaluation import merge_results
+
+        merged = merge_results(
+            json.loads(Path(p).read_text()) for p in args.merge
+        )
+        merged["command"] = (
+            "python benchmarks/evaluate.py --merge " + " ".join(args.merge)
+        )
+        with atomic_path(Path(args.out)) as tmp:
+            tmp.write_text(json.dumps(merged, indent=2, default=float))
+        print(f"wrote {args.out}")
+        return
 
     import torch
 
@@ -59,6 +88,7 @@ def main(argv=None):
         n=args.n,
         seed=args.seed,
         library=not args.no_library,
+        cbldm=not args.no_cbldm,
         shared=SHARED,
         out=args.out,
     )

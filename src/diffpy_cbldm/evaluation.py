@@ -351,13 +351,20 @@ def reference_cases(folder):
     return cases
 
 
-def solve_cases(generators, cases, *, typer, n=10, seed=0):
+EXPERIMENTAL_RMAX = 30.0
+"""Upper end (Å) of the fit range for the measured PDFs: the range the
+model sees (JQ_S1.gr runs to 50 Å, beyond any 256-atom cluster)."""
+
+
+def solve_cases(generators, cases, *, typer, n=10, seed=0, **refine_options):
     """Solve named PDFs with each generator; the ranked candidates.
 
     Parameters
     ----------
     generators : dict of str -> generator
     cases : list of (name, data, true ase.Atoms or None)
+    **refine_options
+        Keywords of :func:`~diffpy_cbldm.refine.refine_cluster`.
 
     Returns
     -------
@@ -374,7 +381,9 @@ def solve_cases(generators, cases, *, typer, n=10, seed=0):
             t0 = time.perf_counter()
             cands = gen.propose(data, n, seed=seed)
             t_propose = time.perf_counter() - t0
-            results = refine_candidates(cands, data, progress=False)
+            results = refine_candidates(
+                cands, data, progress=False, **refine_options
+            )
             t_solve = time.perf_counter() - t0
             ranked = [
                 {
@@ -458,6 +467,7 @@ def run_evaluation(
     n=10,
     seed=0,
     library=True,
+    cbldm=True,
     shared=None,
     out=None,
     echo=print,
@@ -474,7 +484,11 @@ def run_evaluation(
     per_type, n, seed
         Cases per structure type, candidates per case, seed.
     library : bool
-        Also evaluate :class:`~diffpy_cbldm.library.LibraryGenerator`.
+        Evaluate :class:`~diffpy_cbldm.library.LibraryGenerator`.
+    cbldm : bool
+        Evaluate :class:`~diffpy_cbldm.generator.CbLDMGenerator`. The two
+        can run in separate processes (same `per_type` and `seed`, so the
+        same cases) and be joined with :func:`merge_results`.
     shared : path, optional
         ``shared/data`` folder with ``diffpy-reference/`` and
         ``experimental/``; skipped when None or missing.
@@ -501,8 +515,12 @@ def run_evaluation(
     from diffpy_cbldm.library import LibraryGenerator
     from diffpy_cbldm.pdf.datafile import load_pdf
 
+    if not (cbldm or library):
+        raise ValueError("nothing to evaluate: cbldm and library both off")
     started = time.perf_counter()
-    gens = {"cbldm": CbLDMGenerator.from_pretrained(weights, "cpu")}
+    gens = {}
+    if cbldm:
+        gens["cbldm"] = CbLDMGenerator.from_pretrained(weights, "cpu")
     if library:
         t0 = time.perf_counter()
         gens["library"] = LibraryGenerator(data)
@@ -531,7 +549,9 @@ def run_evaluation(
             (p.stem, load_pdf(p), None)
             for p in sorted((shared / "experimental").glob("*.gr"))
         ]
-        experimental = solve_cases(gens, exp, typer=typer, n=n, seed=seed)
+        experimental = solve_cases(
+            gens, exp, typer=typer, n=n, seed=seed, rmax=EXPERIMENTAL_RMAX
+        )
         echo("\nExperimental PDFs (three best refined candidates):")
         echo(format_ranked(experimental, top=3))
     else:
@@ -547,9 +567,12 @@ def run_evaluation(
             "n": n,
             "seed": seed,
             "library": library,
+            "cbldm": cbldm,
         },
-        "weights": gens["cbldm"].name,
-        "weights_data_hash": gens["cbldm"].manifest.get("data_hash"),
+        "weights": gens["cbldm"].name if cbldm else None,
+        "weights_data_hash": (
+            gens["cbldm"].manifest.get("data_hash") if cbldm else None
+        ),
         "summary": summary,
         "records": records,
         "reference": reference,
@@ -569,3 +592,50 @@ def run_evaluation(
             tmp.write_text(json.dumps(result, indent=2, default=float))
         echo(f"\nwrote {out} ({result['wall_s']:.0f} s)")
     return result
+
+
+def merge_results(results, echo=print):
+    """Join evaluations of different generators on the same cases.
+
+    Parameters
+    ----------
+    results : sequence of dict
+        :func:`run_evaluation` outputs (e.g. CbLDM and library screening
+        run in two processes with the same data, `per_type` and seed).
+    echo : callable
+        Receives the tables.
+
+    Returns
+    -------
+    dict
+        One result with the records of all, summarised together.
+    """
+    results = list(results)
+    if not results:
+        raise ValueError("no evaluation results to merge")
+    keys = ("data", "per_type", "n", "seed")
+    first = {k: results[0]["args"][k] for k in keys}
+    for res in results[1:]:
+        other = {k: res["args"][k] for k in keys}
+        if other != first:
+            raise ValueError(
+                f"cannot merge evaluations of different cases: {first} "
+                f"and {other}"
+            )
+    merged = dict(results[0])
+    for key in ("records", "reference", "experimental"):
+        merged[key] = [item for res in results for item in res[key]]
+    for key in ("weights", "weights_data_hash"):
+        merged[key] = next((r[key] for r in results if r[key]), None)
+    merged["args"] = dict(first, library=True, cbldm=True)
+    merged["wall_s"] = max(r["wall_s"] for r in results)
+    merged["machines"] = [r["machine"] for r in results]
+    merged["summary"] = summarise(merged["records"])
+    echo(format_summary(merged["summary"], "type"))
+    echo("")
+    echo(format_summary(merged["summary"], "size_bin"))
+    echo("\nDiffPy reference PDFs (top-ranked refined candidate):")
+    echo(format_ranked(merged["reference"], top=1))
+    echo("\nExperimental PDFs (three best refined candidates):")
+    echo(format_ranked(merged["experimental"], top=3))
+    return merged

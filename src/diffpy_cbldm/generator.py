@@ -368,6 +368,12 @@ class CbLDMGenerator:
                 generator=generator,
                 **sampling,
             )
+            if not torch.isfinite(latents).all():
+                raise RuntimeError(
+                    f"the {sampler or self.pipeline.defaults.get('sampler')}"
+                    " sampler returned non-finite latents; try another "
+                    "sampler or more steps"
+                )
             counts = svae.count_atoms(latents).clamp(min=MIN_ATOMS)
             L = svae.decode(latents, atoms=counts)
             starts = None

@@ -135,3 +135,28 @@ def test_solve_pools_library_candidates(
     assert sum(name.startswith("CbLDM") for name in generators) == 2
     rws = [float(row["rw"]) for row in rows]
     assert rws == sorted(rws)
+
+
+def test_evaluations_of_each_generator_merge(tiny_weights, tiny_set):
+    """CbLDM and library screening evaluated apart (two processes on two
+    cores) join into the same summary as one joint run."""
+    import pytest
+
+    from diffpy_cbldm.evaluation import merge_results, run_evaluation
+
+    common = dict(
+        weights=str(tiny_weights), per_type=2, n=2, echo=lambda text: None
+    )
+    a = run_evaluation(tiny_set, library=False, **common)
+    b = run_evaluation(tiny_set, cbldm=False, **common)
+    assert set(a["summary"]) == {"cbldm"} and set(b["summary"]) == {"library"}
+    merged = merge_results([a, b], echo=lambda text: None)
+    assert set(merged["summary"]) == {"cbldm", "library"}
+    assert len(merged["records"]) == 4
+    assert merged["summary"]["cbldm"] == a["summary"]["cbldm"]
+    assert merged["summary"]["library"] == b["summary"]["library"]
+    assert merged["weights"] == a["weights"]
+    with pytest.raises(ValueError, match="different cases"):
+        merge_results([a, dict(b, args=dict(b["args"], per_type=3))])
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        run_evaluation(tiny_set, library=False, cbldm=False, **common)

@@ -254,12 +254,13 @@ def _run_solve(args):
     print(f"{args.data}: {len(results)} candidates, weights {gen.name}")
     print(
         f"{'rank':>4} {'Rw':>7} {'raw Rw':>7} {'atoms':>6} "
-        f"{'zoom':>7} {'formula':<10}"
+        f"{'zoom':>7} {'formula':<10} generator"
     )
     for row in rows:
         print(
             f"{row['rank']:>4} {row['rw']:>7} {row['raw_rw']:>7} "
-            f"{row['n_atoms']:>6} {row['zoomscale']:>7} {row['formula']:<10}"
+            f"{row['n_atoms']:>6} {row['zoomscale']:>7} {row['formula']:<10} "
+            f"{row['generator']}"
         )
     print(f"wrote {len(written) + 2} files to {outdir}")
 

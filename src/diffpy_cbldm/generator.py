@@ -47,10 +47,13 @@ their mean position and the number merged is recorded in
 ``atoms.info["merged_atoms"]``."""
 
 
-MIN_ATOMS = 2
-"""Fewest atoms of a candidate: a single atom has no PDF. (Trained
-weights never predict fewer than the 5 atoms of the smallest training
-cluster; the bound matters for barely trained models.)"""
+MIN_ATOMS = 5
+"""Fewest atoms the decoder is asked for: the smallest cluster of the
+training set (:data:`diffpy_cbldm.clusters.build.MIN_ATOMS`). Merging
+atoms closer than :data:`MERGE_DISTANCE` can still leave fewer (with
+seed 0, one of the shipped mmnp-v1 weights' ten candidates for
+JQ_S1.gr had 6 atoms, 4 of them merged); ``atoms.info["merged_atoms"]``
+says how many."""
 
 
 def as_pdf_data(data):

@@ -1099,8 +1099,7 @@ def _start_scale(recipe, contribution, scale, weighted):
     else:
         logger.warning(
             "the starting cluster's G(r) anti-correlates with the data "
-            "(best scale %g); starting from scale 1",
-            s,
+            "(no positive scale improves on Rw 1); starting from scale 1"
         )
 
 

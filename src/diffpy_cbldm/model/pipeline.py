@@ -91,10 +91,10 @@ def make_scheduler(kind, config):
         starts from the last, pure-noise step. DDIM uses "leading"
         spacing (first step 1000 - 1000/steps): at t = 999 of the cosine
         schedule ``sqrt(alpha_bar)`` is 5e-5 (4.7e-3 at t = 996), and
-        DDIM's estimate of
-        the clean latent divides the network's error by it; with trailing
-        spacing the trained mmnp-v1 denoiser's DDIM latents reached
-        |z| ~ 8000 instead of ~20. DPM-Solver clips its log-SNR instead.
+        DDIM's estimate of the clean latent divides the network's error
+        by it; with trailing spacing the DDIM latents of the trained
+        mmnp-v1 denoiser reached ``|z|`` of about 8000 instead of about
+        20. DPM-Solver clips its log-SNR instead.
     """
     from diffusers import (
         DDIMScheduler,

@@ -54,16 +54,22 @@ def rw(gobs, gcalc, dg=None):
 
 
 def best_scale(gobs, gcalc, dg=None):
-    """The scale s minimising Rw(gobs, s * gcalc), in closed form."""
+    """The scale s >= 0 minimising Rw(gobs, s * gcalc), in closed form.
+
+    A PDF scale factor is positive: when `gcalc` anti-correlates with
+    `gobs` the best admissible scale is 0, and Rw is 1.
+    """
     gobs = np.asarray(gobs, dtype=float)
     gcalc = np.asarray(gcalc, dtype=float)
     w = _weights(gobs, dg)
     den = np.sum(w * gcalc**2, axis=-1)
     num = np.sum(w * gobs * gcalc, axis=-1)
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    s = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return np.maximum(s, 0.0)
 
 
 def rw_free_scale(gobs, gcalc, dg=None):
-    """Rw after the best free scale of `gcalc`; returns (rw, scale)."""
+    """Rw after the best free (non-negative) scale of `gcalc`; returns
+    (rw, scale)."""
     s = best_scale(gobs, gcalc, dg)
     return rw(gobs, np.expand_dims(s, -1) * gcalc, dg), s

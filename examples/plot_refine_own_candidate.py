@@ -20,9 +20,12 @@ from ase.cluster import Octahedron
 
 from diffpy_cbldm import refine_cluster
 
+# The project's shared/ folder sits beside the repository: try from the
+# repository root, then from examples/ (sys.argv[0] is this script, also
+# when sphinx-gallery runs it).
 path = Path("../shared/data/experimental/JQ_S1.gr")
 if not path.exists():
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
+    path = Path(sys.argv[0]).resolve().parents[2] / "shared" / "data"
     path = path / "experimental" / "JQ_S1.gr"
 if not path.exists():
     print(f"{path} not found: this example needs the project's shared data")

@@ -15,6 +15,7 @@ weights under another name.
 """
 
 # %%
+import importlib
 import shutil
 import sys
 import tempfile
@@ -41,6 +42,9 @@ info.mkdir()
     "[diffpy_cbldm.weights]\nmy-metals-v1 = my_weights_pkg:my_metals_v1\n"
 )
 sys.path.insert(0, str(site))
+# New files on sys.path: let the import system (and importlib.metadata)
+# look again, as after installing a package in a running session.
+importlib.invalidate_caches()
 
 # %%
 print(sorted(available()))

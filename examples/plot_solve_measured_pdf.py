@@ -14,9 +14,12 @@ from pathlib import Path
 
 from diffpy_cbldm import CbLDMGenerator, load_pdf
 
+# The project's shared/ folder sits beside the repository: try from the
+# repository root, then from examples/ (sys.argv[0] is this script, also
+# when sphinx-gallery runs it).
 path = Path("../shared/data/experimental/JQ_S1.gr")
 if not path.exists():
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
+    path = Path(sys.argv[0]).resolve().parents[2] / "shared" / "data"
     path = path / "experimental" / "JQ_S1.gr"
 if not path.exists():
     print(f"{path} not found: this example needs the project's shared data")

@@ -478,21 +478,64 @@ def refine_candidates(candidates, data, *, progress=True, **refine_options):
     """
     from tqdm.auto import tqdm
 
-    from diffpy_cbldm.refine import refine_cluster
-
     pdf = as_pdf_data(data)
     results = []
-    for atoms in tqdm(
-        candidates, desc="refining", unit="candidate", disable=not progress
-    ):
-        result = refine_cluster(atoms, pdf, **refine_options)
-        result.atoms.info.update(
-            {k: v for k, v in atoms.info.items() if k != "rw"},
-            raw_rw=atoms.info.get("rw"),
-            refined_rw=float(result.rw),
+    # One summary instead of a warning per anti-correlated candidate.
+    flagged = []
+    quiet = _CollectAntiCorrelated(flagged)
+    refine_logger = logging.getLogger("diffpy_cbldm.refine")
+    refine_logger.addFilter(quiet)
+    try:
+        for k, atoms in enumerate(
+            tqdm(
+                candidates,
+                desc="refining",
+                unit="candidate",
+                disable=not progress,
+            )
+        ):
+            quiet.candidate = k
+            results.append(_refine_one(atoms, pdf, refine_options))
+    finally:
+        refine_logger.removeFilter(quiet)
+    if flagged:
+        logger.warning(
+            "%d of %d candidates started with a G(r) anti-correlated with "
+            "the data (refined from scale 1): %s",
+            len(flagged),
+            len(candidates),
+            ", ".join(str(k) for k in flagged),
         )
-        results.append(result)
     ranked = rank_results(results)
     for rank, result in enumerate(ranked, 1):
         result.atoms.info["rank"] = rank
     return ranked
+
+
+class _CollectAntiCorrelated(logging.Filter):
+    """Swallows refine_cluster's anti-correlation warning, noting the
+    candidate it was about."""
+
+    def __init__(self, flagged):
+        super().__init__()
+        self.flagged = flagged
+        self.candidate = None
+
+    def filter(self, record):
+        if getattr(record, "anti_correlated", False):
+            self.flagged.append(self.candidate)
+            return False
+        return True
+
+
+def _refine_one(atoms, pdf, refine_options):
+    """refine_cluster, keeping the candidate's generation record."""
+    from diffpy_cbldm.refine import refine_cluster
+
+    result = refine_cluster(atoms, pdf, **refine_options)
+    result.atoms.info.update(
+        {k: v for k, v in atoms.info.items() if k != "rw"},
+        raw_rw=atoms.info.get("rw"),
+        refined_rw=float(result.rw),
+    )
+    return result

@@ -44,6 +44,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+ANTI_CORRELATED = (
+    "the starting cluster's G(r) anti-correlates with the data (no "
+    "positive scale improves on Rw 1); starting from scale 1"
+)
+
 BACKENDS = ("torch", "srreal")
 
 #: Settings used when neither the caller nor the data header give them.
@@ -1098,8 +1103,8 @@ def _start_scale(recipe, contribution, scale, weighted):
         var.setValue(s)
     else:
         logger.warning(
-            "the starting cluster's G(r) anti-correlates with the data "
-            "(no positive scale improves on Rw 1); starting from scale 1"
+            ANTI_CORRELATED,
+            extra={"anti_correlated": True},
         )
 
 

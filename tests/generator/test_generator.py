@@ -234,3 +234,39 @@ def test_corrupted_weights_fail_their_checksum(tiny_weights, tmp_path):
     target.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match=target.name):
         CbLDMGenerator.from_pretrained(copy)
+
+
+def test_anti_correlated_starts_are_summarised_once(caplog):
+    """refine_cluster warns when a cluster's G(r) starts anti-correlated
+    with the data; refining a batch gives one summary line instead of a
+    warning per candidate, naming the candidates."""
+    import logging
+
+    from diffpy_cbldm.clusters.build import build_cluster
+    from diffpy_cbldm.generator import refine_candidates
+    from diffpy_cbldm.pdf.datafile import PDFData
+    from diffpy_cbldm.pdf.debye import DebyePDFCalculator
+
+    atoms = build_cluster("icosahedral:Au:shells=2")
+    r, g = DebyePDFCalculator(rmin=1.0, rmax=12.0, rstep=0.05, qmax=20)(atoms)
+    # Data that is the negative of the cluster's own PDF: anti-correlated.
+    data = PDFData.from_arrays(
+        r, -g, metadata={"qmax": 20.0, "composition": "Au"}
+    )
+    with caplog.at_level(logging.WARNING, logger="diffpy_cbldm"):
+        results = refine_candidates(
+            [atoms.copy(), atoms.copy()], data, progress=False
+        )
+    assert len(results) == 2
+    messages = [rec.getMessage() for rec in caplog.records]
+    per_candidate = [m for m in messages if "starting cluster" in m]
+    summary = [m for m in messages if "2 of 2 candidates" in m]
+    assert per_candidate == []
+    assert len(summary) == 1 and summary[0].endswith(": 0, 1")
+    # refine_cluster alone still warns.
+    caplog.clear()
+    from diffpy_cbldm.refine import refine_cluster
+
+    with caplog.at_level(logging.WARNING, logger="diffpy_cbldm"):
+        refine_cluster(atoms.copy(), data)
+    assert any("anti-correlates" in r.getMessage() for r in caplog.records)

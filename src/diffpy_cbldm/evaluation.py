@@ -534,17 +534,13 @@ def run_evaluation(
     echo(f"test split: {len(rows)} cases, n = {n}")
     records = evaluate(gens, ds, rows, typer=typer, n=n, seed=seed)
     summary = summarise(records)
-    echo(format_summary(summary, "type"))
-    echo("")
-    echo(format_summary(summary, "size_bin"))
+    echo_summary(summary, echo)
 
     reference, experimental = [], []
     shared = None if shared is None else Path(shared)
     if shared is not None and shared.is_dir():
         cases = reference_cases(shared / "diffpy-reference")
         reference = solve_cases(gens, cases, typer=typer, n=n, seed=seed)
-        echo("\nDiffPy reference PDFs (top-ranked refined candidate):")
-        echo(format_ranked(reference, top=1))
         exp = [
             (p.stem, load_pdf(p), None)
             for p in sorted((shared / "experimental").glob("*.gr"))
@@ -552,8 +548,7 @@ def run_evaluation(
         experimental = solve_cases(
             gens, exp, typer=typer, n=n, seed=seed, rmax=EXPERIMENTAL_RMAX
         )
-        echo("\nExperimental PDFs (three best refined candidates):")
-        echo(format_ranked(experimental, top=3))
+        echo_solved(reference, experimental, echo)
     else:
         echo(
             f"\nno shared data folder ({shared}): reference and "
@@ -631,11 +626,22 @@ def merge_results(results, echo=print):
     merged["wall_s"] = max(r["wall_s"] for r in results)
     merged["machines"] = [r["machine"] for r in results]
     merged["summary"] = summarise(merged["records"])
-    echo(format_summary(merged["summary"], "type"))
-    echo("")
-    echo(format_summary(merged["summary"], "size_bin"))
-    echo("\nDiffPy reference PDFs (top-ranked refined candidate):")
-    echo(format_ranked(merged["reference"], top=1))
-    echo("\nExperimental PDFs (three best refined candidates):")
-    echo(format_ranked(merged["experimental"], top=3))
+    echo_summary(merged["summary"], echo)
+    echo_solved(merged["reference"], merged["experimental"], echo)
     return merged
+
+
+def echo_summary(summary, echo=print):
+    """Print :func:`summarise` output per structure type and size bin."""
+    echo(format_summary(summary, "type"))
+    echo("")
+    echo(format_summary(summary, "size_bin"))
+
+
+def echo_solved(reference, experimental, echo=print):
+    """Print :func:`solve_cases` output for the reference PDFs (top 1)
+    and the measured ones (top 3)."""
+    echo("\nDiffPy reference PDFs (top-ranked refined candidate):")
+    echo(format_ranked(reference, top=1))
+    echo("\nExperimental PDFs (three best refined candidates):")
+    echo(format_ranked(experimental, top=3))

@@ -7,25 +7,22 @@ from diffpy_cbldm.cli import main
 from diffpy_cbldm.pdf.datafile import PDFData, write_gr
 
 
-def test_solve_writes_ranked_files(tiny_weights, measured, tmp_path, capsys):
+def _solve(measured, tmp_path, out, *options):
+    """Write the measured PDF as a .gr file and run ``cbldm solve`` on it
+    with the tiny weights, seed 0, no progress bar."""
     r, g, _ = measured
     gr = tmp_path / "au.gr"
     write_gr(gr, PDFData.from_arrays(r, g, metadata={"composition": "Au"}))
+    return main(
+        ["solve", str(gr), *options, "-o", str(out), "--seed", "0"]
+        + ["--no-progress"]
+    )
+
+
+def test_solve_writes_ranked_files(tiny_weights, measured, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(
-        [
-            "solve",
-            str(gr),
-            "-n",
-            "3",
-            "--weights",
-            str(tiny_weights),
-            "-o",
-            str(out),
-            "--seed",
-            "0",
-            "--no-progress",
-        ]
+    code = _solve(
+        measured, tmp_path, out, "-n", "3", "--weights", str(tiny_weights)
     )
     assert code == 0
     for rank in (1, 2, 3):
@@ -103,28 +100,19 @@ def test_solve_pools_library_candidates(
 ):
     """--library adds screened library clusters to CbLDM's candidates;
     all are refined and ranked together."""
-    r, g, _ = measured
-    gr = tmp_path / "au.gr"
-    write_gr(gr, PDFData.from_arrays(r, g, metadata={"composition": "Au"}))
     out = tmp_path / "pooled"
-    code = main(
-        [
-            "solve",
-            str(gr),
-            "-n",
-            "2",
-            "--library",
-            str(tiny_set),
-            "--library-n",
-            "3",
-            "--weights",
-            str(tiny_weights),
-            "-o",
-            str(out),
-            "--seed",
-            "0",
-            "--no-progress",
-        ]
+    code = _solve(
+        measured,
+        tmp_path,
+        out,
+        "-n",
+        "2",
+        "--library",
+        str(tiny_set),
+        "--library-n",
+        "3",
+        "--weights",
+        str(tiny_weights),
     )
     assert code == 0
     with open(out / "summary.csv") as fh:

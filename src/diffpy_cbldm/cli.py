@@ -199,6 +199,10 @@ def _run_solve(args):
         for name in ("rmin", "rmax", "qdamp")
         if getattr(args, name) is not None
     }
+    if args.library_n is not None and args.library_n < 1:
+        raise ValueError(
+            f"--library-n must be at least 1, got {args.library_n}"
+        )
     gen = CbLDMGenerator.from_pretrained(args.weights)
     data = as_pdf_data(args.data)
     candidates = gen.propose(

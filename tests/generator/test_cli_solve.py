@@ -148,3 +148,32 @@ def test_evaluations_of_each_generator_merge(tiny_weights, tiny_set):
         merge_results([a, dict(b, args=dict(b["args"], per_type=3))])
     with pytest.raises(ValueError, match="nothing to evaluate"):
         run_evaluation(tiny_set, library=False, cbldm=False, **common)
+
+
+def test_solve_rejects_bad_library_options(
+    tiny_weights, measured, tmp_path, capsys
+):
+    out = tmp_path / "bad"
+    code = _solve(
+        measured,
+        tmp_path,
+        out,
+        "--library",
+        str(tmp_path / "missing.h5"),
+        "--weights",
+        str(tiny_weights),
+    )
+    assert code == 2
+    assert "missing.h5" in capsys.readouterr().err
+    code = _solve(
+        measured,
+        tmp_path,
+        out,
+        "--library-n",
+        "0",
+        "--weights",
+        str(tiny_weights),
+    )
+    assert code == 2
+    assert "--library-n must be at least 1, got 0" in capsys.readouterr().err
+    assert not out.exists()

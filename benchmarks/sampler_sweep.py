@@ -4,7 +4,8 @@ The paper tunes the skip of its accelerated sampler (t1, t2) on
 validation data (section 3.3). For each sampler setting below, CbLDM
 proposes ``-n`` candidates for ``--per-type`` validation structures per
 type (their stored PDFs, first draw) and the table gives the median best
-raw Rw (free scale, no refinement), the share of cases whose best
+raw Rw (free scale, no refinement; candidates relaxed, as
+``propose`` does by default), the share of cases whose best
 candidate has the atom count within 10 %, and the median propose time.
 
 Run from the repository root::

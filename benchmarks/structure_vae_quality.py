@@ -4,13 +4,15 @@ For validation clusters (``--per-type`` per type, stored PDF draw 0):
 decode the posterior mean ``q(z | L, c)`` (reconstruction: the best the
 decoder can do) and the conditional-prior mean ``p(z | c)`` (what the
 PDF alone implies, before diffusion); recover coordinates by aDGP from
-the decoder's positions; report the atom-count accuracy, the rms error of
-all interatomic distances (Å) and the Rw of the decoded cluster's PDF
-against the stored PDF (free scale, unrefined).
+the decoder's positions (atom count as the generator takes it,
+:meth:`StructureVAE.count_atoms` with the condition; no relaxation);
+report the atom-count accuracy, the rms error of all interatomic
+distances (Å) and the Rw of the decoded cluster's PDF against the stored
+PDF (free scale, unrefined).
 
 Run from the repository root after training stages 1 and 2::
 
-    python benchmarks/structure_vae_quality.py --run runs/mmnp-v1
+    python benchmarks/structure_vae_quality.py --run runs/mmnp-v2
 
 Writes ``benchmarks/results/structure_vae_quality.json``.
 """
@@ -81,7 +83,7 @@ def main(argv=None):
         d_true = np.linalg.norm(x_true[:, None] - x_true[None], axis=-1)
         for key, z in (("posterior", mu), ("prior", mu_p)):
             with torch.no_grad():
-                k = int(svae.count_atoms(z).clamp(min=2))
+                k = int(svae.count_atoms(z, z_c).clamp(min=2))
                 Lhat = svae.decode(z, atoms=torch.tensor([k]))[0].double()
                 start = svae.decode_positions(z)[0, :k].double().numpy()
             x, info = positions_from_laplacian(

@@ -138,6 +138,15 @@ def _add_solve(sub):
     )
     p.add_argument("--steps", type=int, default=None)
     p.add_argument(
+        "--no-relax",
+        action="store_true",
+        help=(
+            "keep the decoded positions as they are (default: relax each "
+            "candidate in a Morse potential at the data's first-peak "
+            "distance)"
+        ),
+    )
+    p.add_argument(
         "--library",
         default=None,
         metavar="DATASET",
@@ -212,6 +221,7 @@ def _run_solve(args):
         sampler=args.sampler,
         steps=args.steps,
         element=args.element,
+        relax=not args.no_relax,
     )
     if args.library is not None:
         from diffpy_cbldm.library import LibraryGenerator

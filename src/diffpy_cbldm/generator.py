@@ -10,7 +10,10 @@ The generator chains the pieces of the package in the paper's order:
    structure VAE decodes them to padded Laplacians
    (:class:`diffpy_cbldm.model.CbLDMPipeline`);
 3. each Laplacian is turned into coordinates by the aDGP step
-   (:func:`diffpy_cbldm.clusters.laplacian.positions_from_laplacian`);
+   (:func:`diffpy_cbldm.clusters.laplacian.positions_from_laplacian`)
+   and, by default, relaxed in a Morse potential at the data's
+   nearest-neighbour distance
+   (:func:`diffpy_cbldm.clusters.relax.relax_clusters`);
 4. each candidate's PDF is computed with the data's Q settings and
    compared with the data after a free scale (Rw);
 5. :meth:`CbLDMGenerator.solve` refines every candidate with
@@ -304,6 +307,7 @@ class CbLDMGenerator:
         steps=None,
         *,
         element=None,
+        relax=True,
         **sampling,
     ):
         """Candidate clusters for a measured PDF, generated as one batch.
@@ -323,6 +327,13 @@ class CbLDMGenerator:
         element : str, optional
             Metal of the candidates; default: the data header's
             composition.
+        relax : bool
+            Relax every candidate in a Morse potential whose minimum is
+            the data's nearest-neighbour distance (its first G(r) peak),
+            :func:`diffpy_cbldm.clusters.relax.relax_clusters`. The
+            decoder's positions are a few tenths of an ångström off, which
+            blurs every PDF peak; relaxing restores sharp neighbour
+            distances (measured effect: docs/benchmarks/evaluate.rst).
         **sampling
             ``base``, ``t1``, ``t2`` of the cbldm sampler.
 
@@ -331,19 +342,24 @@ class CbLDMGenerator:
         list of ase.Atoms
             In generation order. ``atoms.info`` holds ``n_atoms``,
             ``adgp_residual`` (rms misfit of the Laplacian entries),
-            ``merged_atoms`` (see :data:`MERGE_DISTANCE`), ``rw`` (against
+            ``merged_atoms`` (see :data:`MERGE_DISTANCE`), ``relaxed``
+            (the nearest-neighbour distance in Å it was relaxed to, or
+            None), ``rw`` (against
             the data, free scale, unrefined), ``generator``, ``sampler``
             and ``seed``.
 
         Raises
         ------
         ValueError
-            n < 1, a PDF too short, zero, or with NaN; no element.
+            n < 1, a PDF too short, zero, or with NaN; no element; with
+            `relax`, a PDF without a nearest-neighbour peak at 1.8-3.6 Å.
         """
         import torch
         from ase import Atoms
 
         from diffpy_cbldm.clusters.laplacian import positions_from_laplacian
+        from diffpy_cbldm.clusters.relax import relax_clusters
+        from diffpy_cbldm.pdf.peaks import first_peak
 
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -352,6 +368,15 @@ class CbLDMGenerator:
         pdf = as_pdf_data(data)
         element = _element(pdf, element)
         x = self.model_input(pdf)
+        nn = None
+        if relax:
+            try:
+                nn = first_peak(pdf.r, pdf.g)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{_name(pdf)}: {exc}; pass relax=False to skip the "
+                    "relaxation"
+                ) from None
         started = time.perf_counter()
         generator = None
         if seed is not None:
@@ -377,7 +402,9 @@ class CbLDMGenerator:
                     " sampler returned non-finite latents; try another "
                     "sampler or more steps"
                 )
-            counts = svae.count_atoms(latents).clamp(min=MIN_ATOMS)
+            counts = svae.count_atoms(
+                latents, z_c.expand(len(latents), *z_c.shape[1:])
+            ).clamp(min=MIN_ATOMS)
             L = svae.decode(latents, atoms=counts)
             starts = None
             if svae.config.decoder == "coordinates":
@@ -387,18 +414,32 @@ class CbLDMGenerator:
         counts = counts.cpu().tolist()
         sampled = time.perf_counter() - started
         sigma = self.conventions.sigma
-        candidates = []
+        clusters = []
         for k, matrix in enumerate(L):
             init = "mds" if starts is None else starts[k, : counts[k]]
             positions, info = positions_from_laplacian(
                 matrix, sigma, n_atoms=counts[k], init=init
             )
             positions, merged = merge_close_atoms(positions)
+            clusters.append((positions, info, merged))
+        if nn is not None:
+            relaxed, _ = relax_clusters([c[0] for c in clusters], nn)
+            # Relaxing pushes atoms apart; merging again only guards
+            # against atoms the potential could not separate.
+            clusters = [
+                (y, info, merged + again)
+                for (y, again), (_, info, merged) in zip(
+                    map(merge_close_atoms, relaxed), clusters
+                )
+            ]
+        candidates = []
+        for k, (positions, info, merged) in enumerate(clusters):
             atoms = Atoms(f"{element}{len(positions)}", positions=positions)
             atoms.info.update(
                 n_atoms=len(atoms),
                 adgp_residual=float(info["residual"]),
                 merged_atoms=int(merged),
+                relaxed=nn,
                 generator=f"CbLDM {self.name}",
                 sampler=sampler or self.pipeline.defaults.get("sampler"),
                 seed=seed,
@@ -431,6 +472,7 @@ class CbLDMGenerator:
         steps=None,
         *,
         element=None,
+        relax=True,
         progress=True,
         **refine_options,
     ):
@@ -438,7 +480,7 @@ class CbLDMGenerator:
 
         Parameters
         ----------
-        data, n, seed, sampler, steps, element
+        data, n, seed, sampler, steps, element, relax
             As for :meth:`propose`.
         progress : bool
             Show a progress bar over the refinements.
@@ -454,7 +496,13 @@ class CbLDMGenerator:
             ``rank``.
         """
         candidates = self.propose(
-            data, n, seed=seed, sampler=sampler, steps=steps, element=element
+            data,
+            n,
+            seed=seed,
+            sampler=sampler,
+            steps=steps,
+            element=element,
+            relax=relax,
         )
         return refine_candidates(
             candidates, as_pdf_data(data), progress=progress, **refine_options

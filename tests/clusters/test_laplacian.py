@@ -401,3 +401,16 @@ def test_perturbed_matrix_is_still_a_laplacian(ico55, kind):
     else:
         spread = np.std(w_noisy[off] - w[off]) / w[off].max()
     assert spread == pytest.approx(0.02, rel=0.1)
+
+
+def test_a_block_without_edges_returns_its_start():
+    # Atoms 100 Å apart: every W underflows to 0. The decoder can produce
+    # such matrices for a PDF unlike its training data; the aDGP must not
+    # turn them into NaN.
+    x = 100.0 * np.eye(4, 3)
+    L = np.zeros((8, 8))
+    positions, info = positions_from_laplacian(L, SIGMA, n_atoms=4, init=x)
+    assert np.all(np.isfinite(positions))
+    assert "no edges" in info["message"] and not info["converged"]
+    d = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
+    assert np.allclose(d, np.linalg.norm(x[:, None] - x[None], axis=-1))

@@ -92,6 +92,30 @@ def test_propose_returns_n_finite_candidates_with_records(generator, measured):
             assert d.min() >= 1.0
 
 
+def test_candidates_are_relaxed_to_the_first_peak(generator, measured):
+    from diffpy_cbldm.pdf.peaks import first_peak
+
+    r, g, _ = measured
+    relaxed = generator.propose((r, g), n=3, seed=2, element="Au")
+    raw = generator.propose((r, g), n=3, seed=2, element="Au", relax=False)
+    peak = first_peak(r, g)
+    assert 2.7 < peak < 3.1  # Au, icosahedral (split first shell)
+    for a, b in zip(relaxed, raw):
+        assert a.info["relaxed"] == peak and b.info["relaxed"] is None
+        if len(a) < 3:
+            continue
+        d = a.get_all_distances()
+        np.fill_diagonal(d, np.inf)
+        nearest = d.min(axis=1)
+        bonded = nearest[np.abs(nearest / peak - 1) < 0.2]
+        if len(bonded):
+            assert np.median(bonded) == pytest.approx(peak, rel=1e-9)
+    assert any(
+        len(a) != len(b) or not np.allclose(a.positions, b.positions)
+        for a, b in zip(relaxed, raw)
+    )
+
+
 def test_candidate_rw_is_the_free_scale_rw(measured):
     r, g, atoms = measured
     pdf = PDFData.from_arrays(
@@ -197,6 +221,15 @@ def test_short_zero_and_nan_pdfs(generator):
         generator.propose((r, np.zeros_like(r)), element="Au")
     with pytest.raises(ValueError, match="NaN|not finite"):
         generator.propose((r, np.full_like(r, np.nan)), element="Au")
+
+
+def test_pdf_without_a_neighbour_peak_cannot_be_relaxed(generator):
+    r = np.linspace(0.5, 20.0, 400)
+    g = np.exp(-r / 3) * np.sin(2 * np.pi * r / 8.0)  # peaks at 2, 10, 18
+    g[(r > 1.8) & (r < 3.6)] = np.linspace(1, 0, ((r > 1.8) & (r < 3.6)).sum())
+    with pytest.raises(ValueError, match="relax=False"):
+        generator.propose((r, g), n=1, element="Au")
+    assert len(generator.propose((r, g), n=1, element="Au", relax=False))
 
 
 def test_missing_and_bad_element(generator, measured):

@@ -95,3 +95,16 @@ def test_denoiser_channels_divisible_by_groups():
 def test_rejects_non_integer_channels():
     with pytest.raises(ValueError, match="channels"):
         ConditionVAEConfig(channels=(32, 64.0, 64))
+
+
+@pytest.mark.parametrize("name", ["attention", "count_prior"])
+def test_structure_switches_must_be_booleans(name):
+    with pytest.raises(ValueError, match=f"{name} must be True or False"):
+        StructureVAEConfig(**{name: 1})
+
+
+def test_weights_from_before_the_count_prior_load_without_it():
+    # Manifests written before the field existed do not mention it.
+    d = CbLDMConfig().to_dict()
+    del d["structure"]["count_prior"]
+    assert CbLDMConfig.from_dict(d).structure.count_prior is False

@@ -149,6 +149,65 @@ def test_count_loss_is_cross_entropy_of_the_atom_count(modules, laplacians):
     assert out["count"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def _with_count_prior(config, mean, logvar):
+    """A structure VAE whose count prior is the constant Gaussian
+    (mean, logvar) in ln n, whatever the condition."""
+    structure = replace(config.structure, count_prior=True)
+    torch.manual_seed(0)
+    net = build_modules(replace(config, structure=structure))["structure_vae"]
+    last = net.count_prior_head[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([mean, logvar]))
+    return net
+
+
+def test_count_prior_loss_is_the_gaussian_nll_of_ln_n(config, laplacians):
+    net = _with_count_prior(config, np.log(100.0), np.log(0.25))
+    out = net.loss(laplacians, conditions(2))
+    # 55 and 231 atoms; NLL without its constant 0.5 ln(2 pi)
+    expected = np.mean(
+        [
+            0.5 * (np.log(0.25) + (np.log(n) - np.log(100.0)) ** 2 / 0.25)
+            for n in (55, 231)
+        ]
+    )
+    assert out["count_prior"].item() == pytest.approx(expected, rel=1e-5)
+    total = (
+        out["rec"]
+        + config.structure.count_weight * (out["count"] + out["count_prior"])
+        + config.structure.kl_weight * out["kl"]
+        + config.structure.distance_weight * out["dist"]
+    )
+    assert out["loss"].item() == pytest.approx(total.item(), rel=1e-5)
+
+
+def test_count_prior_combines_with_the_latent_count(config):
+    z = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    z_c = conditions(3)
+    sharp = _with_count_prior(config, np.log(50.0), -10.0)
+    assert sharp.count_atoms(z, z_c).tolist() == [50, 50, 50]
+    logp = sharp.count_log_probs(z, z_c)
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(3))
+    # A flat prior leaves the latent's own count; no z_c: the latent's.
+    flat = _with_count_prior(config, np.log(50.0), 5.0)
+    latent_only = torch.log_softmax(flat.count_logits(z), dim=-1)
+    assert torch.equal(flat.count_atoms(z), latent_only.argmax(-1) + 1)
+    wide = torch.log_softmax(
+        latent_only
+        - 0.5
+        * (torch.log(torch.arange(1.0, 257)) - np.log(50.0)) ** 2
+        / np.exp(5.0),
+        dim=-1,
+    )
+    assert torch.allclose(flat.count_log_probs(z, z_c), wide, atol=1e-5)
+
+
+def test_count_prior_needs_the_head(modules):
+    with pytest.raises(ValueError, match="has no count prior"):
+        modules["structure_vae"].count_prior(conditions(1))
+
+
 def test_conditional_prior_depends_on_condition(modules):
     svae = modules["structure_vae"]
     mu_a, lv_a = svae.prior(conditions(1, seed=1))

@@ -384,3 +384,38 @@ def test_ddim_first_step_is_not_numerically_singular(steps):
     first = int(scheduler.timesteps[0])
     alpha_bar = float(scheduler.alphas_cumprod[first])
     assert alpha_bar**0.5 > 1e-3, (first, alpha_bar)
+
+
+def test_cbldm_clips_a_wild_prior_draw(alphas_cumprod):
+    # A prior far outside the training latents (mean 1000, std 148, as
+    # the clamp allows) must not carry the sample away: the draw is
+    # clipped to +-PRIOR_CLIP in diffusion units before Eq. (8).
+    from diffpy_cbldm.model.pipeline import PRIOR_CLIP
+
+    config = tiny_config()
+    m = torch.zeros(1, 1, 16, 16)
+    svae = build_modules(config, ["structure_vae"])["structure_vae"]
+    with torch.no_grad():
+        last = svae.prior_net[-1]
+        last.weight.zero_()
+        last.bias.copy_(
+            torch.cat([torch.full((256,), 1e3), torch.full((256,), 10.0)])
+        )
+    pipe = CbLDMPipeline(
+        None, svae, GaussianOracle(m, 1.0, alphas_cumprod), config
+    )
+    x = pipe.sample_latents(
+        conditions(1),
+        50,
+        sampler="cbldm",
+        t1=400,
+        t2=700,
+        generator=torch.Generator().manual_seed(0),
+    )
+    abar = alphas_cumprod
+    u = math.sqrt((1 - abar[400]) / (1 - abar[700]))
+    a = math.sqrt(abar[400]) - math.sqrt(abar[700]) * u
+    # x_t1 = a x0* + u x_t2 with |x0*| <= 4: far below the 1000 unclipped
+    assert PRIOR_CLIP == 4.0
+    assert x.abs().max().item() < 10 * (a * PRIOR_CLIP + u)
+    assert x.abs().max().item() < 50

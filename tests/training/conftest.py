@@ -53,6 +53,7 @@ def tiny_model(model):
             decoder_channels=(16, 16),
             attention=False,
             prior_hidden=32,
+            count_prior=True,
         ),
         denoiser=DenoiserConfig(
             sample_size=8,

@@ -65,6 +65,10 @@ for sigma 2-3 Å (0.57 at 11.4 Å), and a padding row is zero.
 SYMMETRY_TOL = 1e-6
 """Largest accepted ``max|L - L.T|`` as a fraction of ``max|L|``."""
 
+NO_EDGE = 1e-12
+"""A Laplacian block whose entries are all below this has no edges (every
+pair at least 7.4 sigma apart); the aDGP then returns its start."""
+
 _METHODS = {"lbfgs": "L-BFGS-B", "trust-constr": "trust-constr"}
 _INITS = ("mds", "spectral")
 _DEFAULT_MAX_ITER = {"lbfgs": 5000, "trust-constr": 1000}
@@ -582,8 +586,22 @@ def positions_from_laplacian(
         return start, info
 
     # A block without edges (atoms all many sigma apart) has nothing to
-    # fit; the start is then returned as it is.
-    norm = max(np.mean(block**2), np.finfo(float).tiny)
+    # fit; the start is then returned as it is. (Dividing by the mean
+    # square of an almost-zero block made L-BFGS step to infinity.)
+    if np.abs(block).max() < NO_EDGE:
+        info.update(
+            residual=math.sqrt(laplacian_misfit(start, block, sigma)[0]),
+            initial_residual=math.sqrt(
+                laplacian_misfit(start, block, sigma)[0]
+            ),
+            n_iter=0,
+            n_eval=0,
+            converged=False,
+            message="no edges: every atom is many sigma from every other",
+            time=time.perf_counter() - started,
+        )
+        return start, info
+    norm = np.mean(block**2)
 
     def objective(flat):
         f, grad = laplacian_misfit(flat.reshape(n, 3), block, sigma)

@@ -189,6 +189,13 @@ class StructureVAEConfig:
     distance_weight : float
         Weight of the decoded-distance error (coordinate decoder only,
         see :meth:`StructureVAE.loss`).
+    count_prior : bool
+        Add a head to the prior that predicts the atom count from the
+        condition alone (a Gaussian in ln n, trained by its negative
+        log-likelihood with weight ``count_weight``); decoding then
+        takes the most probable count under the product of this and the
+        latent's count head (:meth:`StructureVAE.count_atoms`). False in
+        weights trained before the head existed.
     """
 
     size: int = 256
@@ -208,6 +215,7 @@ class StructureVAEConfig:
     coordinate_hidden: int = 1024
     sigma: float = 3.0
     distance_weight: float = 0.1
+    count_prior: bool = False
 
     def __post_init__(self):
         owner = type(self).__name__
@@ -237,11 +245,12 @@ class StructureVAEConfig:
         _check_nonnegative(owner, "kl_weight", self.kl_weight)
         _check_nonnegative(owner, "count_weight", self.count_weight)
         _check_nonnegative(owner, "distance_weight", self.distance_weight)
-        if not isinstance(self.attention, bool):
-            raise ValueError(
-                f"{owner}.attention must be True or False, got "
-                f"{self.attention!r}"
-            )
+        for name in ("attention", "count_prior"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"{owner}.{name} must be True or False, got "
+                    f"{getattr(self, name)!r}"
+                )
         down = self.patch_size * 2 ** (len(self.encoder_channels) - 1)
         if self.size % down:
             raise ValueError(

@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_STEPS",
     "DEFAULT_T1",
     "DEFAULT_T2",
+    "PRIOR_CLIP",
     "SAMPLERS",
     "blend_prior",
     "make_scheduler",
@@ -61,6 +62,18 @@ of first order is DDIM."""
 
 DEFAULT_STEPS = {"ddpm": None, "ddim": 50, "dpm": 20}
 """Default network evaluations per sampler; None means every step."""
+
+PRIOR_CLIP = 4.0
+"""The cbldm sampler clips its prior draw ``x0*`` to ``[-PRIOR_CLIP,
+PRIOR_CLIP]`` in diffusion units (the training latents times
+``latent_scale``: unit variance, 1 % of their values beyond 4) before
+Eq. (8), as diffusers' ``clip_sample`` clips a scheduler's estimate of
+the clean sample. For PDFs unlike the training data the conditional
+prior's variance reaches its clamp (standard deviation 148 in latent
+units); unclipped, such draws gave latents of ``|z|`` up to 330 that
+decoded to atoms thousands of ångströms apart (the HCP reference PDF of
+``shared/data/diffpy-reference``, Fe, whose neighbour distance of 2.34 Å
+lies below the training set's 2.49-2.98 Å)."""
 
 DEFAULT_T1 = 400
 DEFAULT_T2 = 700
@@ -391,9 +404,10 @@ class CbLDMPipeline:
             abar = scheduler.alphas_cumprod
             mu_p, logvar_p = self.structure_vae.prior(z_c)
             x0_prior = reparameterize(mu_p, logvar_p, generator)
-            x = blend_prior(
-                x0_prior * cfg.latent_scale, x, abar[t1], abar[t2]
-            ).to(x.dtype)
+            x0_prior = (x0_prior * cfg.latent_scale).clamp(
+                -PRIOR_CLIP, PRIOR_CLIP
+            )
+            x = blend_prior(x0_prior, x, abar[t1], abar[t2]).to(x.dtype)
         scheduler = make_scheduler(kind, cfg)
         scheduler.set_timesteps(timesteps=second)
         x = self._step_through(scheduler, x, z_c, second, generator)

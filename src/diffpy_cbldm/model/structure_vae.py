@@ -22,6 +22,9 @@ canonical order, so rows and columns from n on are set to zero. Finally
 a graph on exactly n atoms: symmetric, zero row sums, non-positive
 off-diagonal, zero padding. During training the mask uses the true n
 (teacher forcing) and the count is learned by its own cross-entropy.
+With ``config.count_prior`` the prior network has a count head too: a
+Gaussian in ln n from the condition alone, combined with the latent's
+count distribution when decoding (:meth:`StructureVAE.count_atoms`).
 """
 
 import torch
@@ -125,6 +128,14 @@ class StructureVAE(nn.Module):
             nn.SiLU(),
             nn.Linear(hidden, config.size),
         )
+        if config.count_prior:
+            self.count_prior_head = nn.Sequential(
+                nn.Linear(config.condition_dim, hidden),
+                nn.SiLU(),
+                nn.Linear(hidden, hidden),
+                nn.SiLU(),
+                nn.Linear(hidden, 2),
+            )
 
     @staticmethod
     def _patch_decoder(config):
@@ -217,9 +228,45 @@ class StructureVAE(nn.Module):
         is k + 1 atoms."""
         return self.count_head(z.reshape(z.shape[0], -1))
 
-    def count_atoms(self, z):
-        """Most probable number of atoms of each latent, (B,) long."""
-        return self.count_logits(z).argmax(dim=-1) + 1
+    def count_prior(self, z_c):
+        """The count the condition alone implies: mean and log-variance
+        of ln n, each (B,). Needs ``config.count_prior``."""
+        if not self.config.count_prior:
+            raise ValueError(
+                "this structure VAE has no count prior (config.count_prior"
+                " is False)"
+            )
+        self._check_condition(z_c)
+        h = self.count_prior_head(z_c.reshape(z_c.shape[0], -1))
+        return h[:, 0], h[:, 1].clamp(-10.0, 5.0)
+
+    def count_log_probs(self, z, z_c=None):
+        """Log-probabilities of 1 ... size atoms, (B, size).
+
+        The latent's count head alone, or, given the latent conditions
+        `z_c` (one per latent) and a network with ``config.count_prior``,
+        the normalised product of the latent's and the condition's count
+        distributions (the condition's Gaussian in ln n evaluated at n =
+        1 ... size).
+        """
+        logp = torch.log_softmax(self.count_logits(z).float(), dim=-1)
+        if z_c is None or not self.config.count_prior:
+            return logp
+        mean, logvar = self.count_prior(z_c)
+        log_n = torch.log(
+            torch.arange(1, self.config.size + 1, device=z.device).float()
+        )
+        prior = (
+            -0.5
+            * (log_n[None] - mean.float()[:, None]) ** 2
+            / torch.exp(logvar.float())[:, None]
+        )
+        return torch.log_softmax(logp + prior, dim=-1)
+
+    def count_atoms(self, z, z_c=None):
+        """Most probable number of atoms of each latent, (B,) long
+        (:meth:`count_log_probs`)."""
+        return self.count_log_probs(z, z_c).argmax(dim=-1) + 1
 
     def decode_positions(self, z):
         """Positions in Å from the coordinate decoder, (B, size, 3).
@@ -295,8 +342,11 @@ class StructureVAE(nn.Module):
             ``KL(q(z|L,c) || p(z|c))`` in nats per latent element;
             with the coordinate decoder also ``dist``, the mean square
             error of the decoded distances in sigma^2
-            (:meth:`_distance_error`); ``loss = rec + count_weight *
-            count + beta * kl (+ distance_weight * dist)``.
+            (:meth:`_distance_error`); with ``config.count_prior`` also
+            ``count_prior``, the Gaussian negative log-likelihood of ln n
+            under :meth:`count_prior` (without its constant); ``loss =
+            rec + count_weight * (count + count_prior) + beta * kl (+
+            distance_weight * dist)``.
         """
         if beta is None:
             beta = self.config.kl_weight
@@ -320,6 +370,18 @@ class StructureVAE(nn.Module):
         ).mean()
         loss = rec + self.config.count_weight * count + beta * kl
         out = {"loss": loss, "rec": rec, "count": count, "kl": kl}
+        if self.config.count_prior:
+            mean, logvar = self.count_prior(z_c)
+            log_n = torch.log(atoms.clamp(min=1).float())
+            out["count_prior"] = (
+                0.5
+                * (
+                    logvar.float()
+                    + (log_n - mean.float()) ** 2 / torch.exp(logvar.float())
+                )
+            ).mean()
+            loss = loss + self.config.count_weight * out["count_prior"]
+            out["loss"] = loss
         if self.config.decoder == "coordinates":
             out["dist"] = self._distance_error(z, W, atoms)
             out["loss"] = loss + self.config.distance_weight * out["dist"]

@@ -169,7 +169,7 @@ def default_config(data):
     with open_dataset(data) as ds:
         conventions = _conventions_from_manifest(ds.manifest)
     structure = StructureVAEConfig(
-        size=conventions.max_atoms, sigma=conventions.sigma
+        size=conventions.max_atoms, sigma=conventions.sigma, count_prior=True
     )
     return RunConfig(
         model=CbLDMConfig(conventions=conventions, structure=structure)

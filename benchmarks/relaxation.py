@@ -52,6 +52,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import torch
+
+    from diffpy_cbldm.atomic import atomic_path
     from ase import Atoms
 
     from diffpy_cbldm import CbLDMGenerator
@@ -129,19 +131,18 @@ def main(argv=None):
             + f"{ok:>8.2f}{secs:>8.2f}"
         )
     path = Path(args.out)
-    tmp = path.with_suffix(".part")
-    tmp.write_text(
-        json.dumps(
-            {
-                "args": vars(args),
-                "summary": summary,
-                "records": records,
-                "load_average": list(os.getloadavg()),
-            },
-            indent=2,
+    with atomic_path(path) as tmp:
+        tmp.write_text(
+            json.dumps(
+                {
+                    "args": vars(args),
+                    "summary": summary,
+                    "records": records,
+                    "load_average": list(os.getloadavg()),
+                },
+                indent=2,
+            )
         )
-    )
-    tmp.replace(path)
     print(f"wrote {path}")
 
 

@@ -54,6 +54,7 @@ def main(argv=None):
 
     import torch
 
+    from diffpy_cbldm.atomic import atomic_path
     from diffpy_cbldm.dataset.store import open_dataset
     from diffpy_cbldm.evaluation import _case_data, select_cases
     from diffpy_cbldm.generator import CbLDMGenerator
@@ -97,9 +98,8 @@ def main(argv=None):
         "load_average": list(os.getloadavg()),
     }
     path = Path(args.out)
-    tmp = path.with_suffix(".part")
-    tmp.write_text(json.dumps(out, indent=2))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(out, indent=2))
     print(f"wrote {path}")
 
 

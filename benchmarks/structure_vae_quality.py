@@ -37,6 +37,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import torch
+
+    from diffpy_cbldm.atomic import atomic_path
     from ase import Atoms
 
     from diffpy_cbldm.clusters.laplacian import (
@@ -140,19 +142,18 @@ def main(argv=None):
                 f"{med_dd:>8.2f} {med_rw:>7.3f}"
             )
     path = Path(args.out)
-    tmp = path.with_suffix(".part")
-    tmp.write_text(
-        json.dumps(
-            {
-                "args": vars(args),
-                "summary": summary,
-                "records": out,
-                "load_average": list(os.getloadavg()),
-            },
-            indent=2,
+    with atomic_path(path) as tmp:
+        tmp.write_text(
+            json.dumps(
+                {
+                    "args": vars(args),
+                    "summary": summary,
+                    "records": out,
+                    "load_average": list(os.getloadavg()),
+                },
+                indent=2,
+            )
         )
-    )
-    tmp.replace(path)
     print(f"wrote {path}")
 
 

@@ -589,11 +589,10 @@ def positions_from_laplacian(
     # fit; the start is then returned as it is. (Dividing by the mean
     # square of an almost-zero block made L-BFGS step to infinity.)
     if np.abs(block).max() < NO_EDGE:
+        residual = math.sqrt(laplacian_misfit(start, block, sigma)[0])
         info.update(
-            residual=math.sqrt(laplacian_misfit(start, block, sigma)[0]),
-            initial_residual=math.sqrt(
-                laplacian_misfit(start, block, sigma)[0]
-            ),
+            residual=residual,
+            initial_residual=residual,
             n_iter=0,
             n_eval=0,
             converged=False,

@@ -67,6 +67,29 @@ def _cutoff(r, r1, r2):
     return s**3 * (6.0 * s**2 - 15.0 * s + 10.0)
 
 
+def _pairs(positions, r0, mask, rcut2):
+    """Per-cluster r0 (B, 1, 1), the pair mask (B, N, N) and the pair
+    distances (B, N, N) of a padded batch.
+
+    Distances come from the Gram matrix, so every array is (B, N, N) of
+    scalars. Padding and the diagonal get a distance far past the cutoff,
+    so neither energies nor forces see them.
+    """
+    import torch
+
+    b, n, _ = positions.shape
+    r0 = torch.as_tensor(r0, dtype=positions.dtype).reshape(-1, 1, 1)
+    if mask is None:
+        mask = torch.ones(b, n, dtype=torch.bool, device=positions.device)
+    pair = mask[:, :, None] & mask[:, None, :]
+    pair &= ~torch.eye(n, dtype=torch.bool, device=positions.device)
+    sq = (positions * positions).sum(-1)
+    gram = positions @ positions.transpose(-1, -2)
+    d2 = (sq[:, :, None] + sq[:, None, :] - 2.0 * gram).clamp(min=0.0)
+    d2 = torch.where(pair, d2, (10 * rcut2 * r0) ** 2)
+    return r0, pair, torch.sqrt(d2 + 1e-12)
+
+
 def morse_energy(
     positions,
     r0,
@@ -96,20 +119,8 @@ def morse_energy(
     torch.Tensor, shape (B,)
         Energies in units of `epsilon`.
     """
-    import torch
-
-    b, n, _ = positions.shape
-    r0 = torch.as_tensor(r0, dtype=positions.dtype).reshape(-1, 1, 1)
-    if mask is None:
-        mask = torch.ones(b, n, dtype=torch.bool, device=positions.device)
-    pair = mask[:, :, None] & mask[:, None, :]
-    pair &= ~torch.eye(n, dtype=torch.bool, device=positions.device)
-    diff = positions[:, :, None, :] - positions[:, None, :, :]
-    # Padding and the diagonal get a distance far past the cutoff, so
-    # neither the energy nor the gradient sees them.
-    d2 = torch.where(pair, (diff * diff).sum(-1), (10 * rcut2 * r0) ** 2)
-    r = torch.sqrt(d2 + 1e-12)
-    e = torch.exp(rho0 * (1.0 - r / r0))
+    r0, pair, r = _pairs(positions, r0, mask, rcut2)
+    e = (rho0 * (1.0 - r / r0)).exp()
     v = epsilon * e * (e - 2.0) * _cutoff(r, rcut1 * r0, rcut2 * r0)
     return 0.5 * (v * pair).sum((-2, -1))
 
@@ -132,29 +143,17 @@ def morse_forces(
     """
     import torch
 
-    b, n, _ = positions.shape
-    r0 = torch.as_tensor(r0, dtype=positions.dtype).reshape(-1, 1, 1)
-    if mask is None:
-        mask = torch.ones(b, n, dtype=torch.bool, device=positions.device)
-    pair = mask[:, :, None] & mask[:, None, :]
-    pair &= ~torch.eye(n, dtype=torch.bool, device=positions.device)
-    # Everything below is an (B, N, N) array of scalars: distances from
-    # the Gram matrix, forces as w x - rowsum(w) x, both matrix products.
-    sq = (positions * positions).sum(-1)
-    gram = positions @ positions.transpose(-1, -2)
-    d2 = (sq[:, :, None] + sq[:, None, :] - 2.0 * gram).clamp(min=0.0)
-    d2 = torch.where(pair, d2, (10 * rcut2 * r0) ** 2)
-    r = torch.sqrt(d2 + 1e-12)
+    r0, pair, r = _pairs(positions, r0, mask, rcut2)
     r1, r2 = rcut1 * r0, rcut2 * r0
     e = torch.exp(rho0 * (1.0 - r / r0))
+    cut = _cutoff(r, r1, r2)
     s = (1.0 - (r - r1) / (r2 - r1)).clamp(0.0, 1.0)
-    cut = s**3 * (6.0 * s**2 - 15.0 * s + 10.0)
     dcut = -30.0 * s**2 * (s - 1.0) ** 2 / (r2 - r1)
     dv = epsilon * (
         -2.0 * rho0 / r0 * e * (e - 1.0) * cut + e * (e - 2.0) * dcut
     )
     w = torch.where(pair, dv / r, 0.0)
-    # F_i = -sum_j w_ij (x_i - x_j)
+    # F_i = -sum_j w_ij (x_i - x_j) = sum_j w_ij x_j - x_i sum_j w_ij
     return w @ positions - w.sum(-1, keepdim=True) * positions
 
 

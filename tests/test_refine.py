@@ -386,6 +386,20 @@ def test_save_writes_four_readable_files(tmp_path, small_result):
     )
 
 
+def test_xyz_leaves_out_info_that_is_none(tmp_path, small_result):
+    import ase.io
+
+    small_result.atoms.info.update(seed=None, relaxed=None, candidate=3)
+    try:
+        atoms = ase.io.read(small_result.save_xyz(tmp_path / "a.xyz"))
+    finally:
+        for key in ("seed", "relaxed", "candidate"):
+            small_result.atoms.info.pop(key)
+    # ASE would read a None written as a bare key back as True.
+    assert "seed" not in atoms.info and "relaxed" not in atoms.info
+    assert atoms.info["candidate"] == 3
+
+
 def test_single_writers_and_plot(tmp_path, small_result):
     assert small_result.save_res(tmp_path / "a.res").is_file()
     assert small_result.save_fgr(tmp_path / "a.fgr").is_file()

@@ -344,7 +344,9 @@ class CbLDMGenerator:
             ``adgp_residual`` (rms misfit of the Laplacian entries),
             ``merged_atoms`` (see :data:`MERGE_DISTANCE`), ``relaxed``
             (the nearest-neighbour distance in Å it was relaxed to, or
-            None), ``rw`` (against
+            None), ``relax_steps`` and ``relax_converged`` (FIRE steps
+            taken and whether the forces fell below the threshold; None
+            without relaxation), ``rw`` (against
             the data, free scale, unrefined), ``generator``, ``sampler``
             and ``seed``.
 
@@ -423,23 +425,26 @@ class CbLDMGenerator:
             positions, merged = merge_close_atoms(positions)
             clusters.append((positions, info, merged))
         if nn is not None:
-            relaxed, _ = relax_clusters([c[0] for c in clusters], nn)
+            relaxed, records = relax_clusters([c[0] for c in clusters], nn)
             # Relaxing pushes atoms apart; merging again only guards
             # against atoms the potential could not separate.
             clusters = [
-                (y, info, merged + again)
-                for (y, again), (_, info, merged) in zip(
-                    map(merge_close_atoms, relaxed), clusters
+                (y, dict(info, relax=record), merged + again)
+                for (y, again), (_, info, merged), record in zip(
+                    map(merge_close_atoms, relaxed), clusters, records
                 )
             ]
         candidates = []
         for k, (positions, info, merged) in enumerate(clusters):
             atoms = Atoms(f"{element}{len(positions)}", positions=positions)
+            relax_record = info.get("relax", {})
             atoms.info.update(
                 n_atoms=len(atoms),
                 adgp_residual=float(info["residual"]),
                 merged_atoms=int(merged),
                 relaxed=nn,
+                relax_steps=relax_record.get("steps"),
+                relax_converged=relax_record.get("converged"),
                 generator=f"CbLDM {self.name}",
                 sampler=sampler or self.pipeline.defaults.get("sampler"),
                 seed=seed,

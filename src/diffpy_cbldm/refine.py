@@ -650,7 +650,11 @@ class RefinementResult:
     def _write_xyz(self, path):
         import ase.io
 
-        ase.io.write(path, self.atoms, format="extxyz")
+        # extxyz writes a None value as a bare key, which reads back as
+        # True (e.g. seed=None, relaxed=None): leave such keys out.
+        atoms = self.atoms.copy()
+        atoms.info = {k: v for k, v in atoms.info.items() if v is not None}
+        ase.io.write(path, atoms, format="extxyz")
 
     def _write_png(self, path):
         ax = self.plot()

@@ -102,6 +102,10 @@ def test_candidates_are_relaxed_to_the_first_peak(generator, measured):
     assert 2.7 < peak < 3.1  # Au, icosahedral (split first shell)
     for a, b in zip(relaxed, raw):
         assert a.info["relaxed"] == peak and b.info["relaxed"] is None
+        assert 0 <= a.info["relax_steps"] <= 300
+        assert a.info["relax_converged"] in (True, False)
+        assert b.info["relax_steps"] is None
+        assert b.info["relax_converged"] is None
         if len(a) < 3:
             continue
         d = a.get_all_distances()

@@ -412,5 +412,6 @@ def test_a_block_without_edges_returns_its_start():
     positions, info = positions_from_laplacian(L, SIGMA, n_atoms=4, init=x)
     assert np.all(np.isfinite(positions))
     assert "no edges" in info["message"] and not info["converged"]
+    assert np.allclose(positions.mean(axis=0), 0.0)  # centred, as documented
     d = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
     assert np.allclose(d, np.linalg.norm(x[:, None] - x[None], axis=-1))

@@ -561,8 +561,6 @@ def positions_from_laplacian(
         has no atoms, has atom rows after a padding row, or `method` or
         `init` is unknown.
     """
-    from scipy.optimize import minimize
-
     started = time.perf_counter()
     sigma = _check_sigma(sigma)
     if method not in _METHODS:
@@ -586,20 +584,36 @@ def positions_from_laplacian(
         return start, info
 
     # A block without edges (atoms all many sigma apart) has nothing to
-    # fit; the start is then returned as it is. (Dividing by the mean
-    # square of an almost-zero block made L-BFGS step to infinity.)
+    # fit; the start is then returned as it is, centred. (Dividing by the
+    # mean square of an almost-zero block made L-BFGS step to infinity.)
     if np.abs(block).max() < NO_EDGE:
-        residual = math.sqrt(laplacian_misfit(start, block, sigma)[0])
-        info.update(
-            residual=residual,
-            initial_residual=residual,
-            n_iter=0,
-            n_eval=0,
-            converged=False,
-            message="no edges: every atom is many sigma from every other",
-            time=time.perf_counter() - started,
+        positions, n_iter, n_eval, converged = start, 0, 0, False
+        message = "no edges: every atom is many sigma from every other"
+    else:
+        positions, n_iter, n_eval, converged, message = _fit_positions(
+            start, block, sigma, method, tol, max_iter, max_time, started
         )
-        return start, info
+    positions = positions - positions.mean(axis=0)
+    info.update(
+        residual=math.sqrt(laplacian_misfit(positions, block, sigma)[0]),
+        initial_residual=math.sqrt(laplacian_misfit(start, block, sigma)[0]),
+        n_iter=n_iter,
+        n_eval=n_eval,
+        converged=converged,
+        message=message,
+        time=time.perf_counter() - started,
+    )
+    return positions, info
+
+
+def _fit_positions(start, block, sigma, method, tol, max_iter, max_time, t0):
+    """Least-squares fit of positions to a Laplacian block from `start`.
+
+    Returns positions (n, 3), iterations, evaluations, success, message.
+    """
+    from scipy.optimize import minimize
+
+    n = len(block)
     norm = np.mean(block**2)
 
     def objective(flat):
@@ -607,7 +621,7 @@ def positions_from_laplacian(
         return f / norm, grad.ravel() / norm
 
     def stop_when_late(intermediate_result):
-        if max_time is not None and time.perf_counter() - started > max_time:
+        if max_time is not None and time.perf_counter() - t0 > max_time:
             raise StopIteration
 
     if max_iter is None:
@@ -621,18 +635,13 @@ def positions_from_laplacian(
         options={"maxiter": int(max_iter)},
         callback=stop_when_late,
     )
-    positions = result.x.reshape(n, 3)
-    positions = positions - positions.mean(axis=0)
-    info.update(
-        residual=math.sqrt(laplacian_misfit(positions, block, sigma)[0]),
-        initial_residual=math.sqrt(laplacian_misfit(start, block, sigma)[0]),
-        n_iter=int(result.nit),
-        n_eval=int(result.nfev),
-        converged=bool(result.success),
-        message=str(result.message),
-        time=time.perf_counter() - started,
+    return (
+        result.x.reshape(n, 3),
+        int(result.nit),
+        int(result.nfev),
+        bool(result.success),
+        str(result.message),
     )
-    return positions, info
 
 
 def perturb_laplacian(L, level, *, kind="multiplicative", rng=None):

@@ -424,27 +424,31 @@ class CbLDMGenerator:
             )
             positions, merged = merge_close_atoms(positions)
             clusters.append((positions, info, merged))
+        relax_records = [{}] * len(clusters)
         if nn is not None:
-            relaxed, records = relax_clusters([c[0] for c in clusters], nn)
+            relaxed, relax_records = relax_clusters(
+                [c[0] for c in clusters], nn
+            )
             # Relaxing pushes atoms apart; merging again only guards
             # against atoms the potential could not separate.
             clusters = [
-                (y, dict(info, relax=record), merged + again)
-                for (y, again), (_, info, merged), record in zip(
-                    map(merge_close_atoms, relaxed), clusters, records
+                (y, info, merged + again)
+                for (y, again), (_, info, merged) in zip(
+                    map(merge_close_atoms, relaxed), clusters
                 )
             ]
         candidates = []
-        for k, (positions, info, merged) in enumerate(clusters):
+        for k, ((positions, info, merged), record) in enumerate(
+            zip(clusters, relax_records)
+        ):
             atoms = Atoms(f"{element}{len(positions)}", positions=positions)
-            relax_record = info.get("relax", {})
             atoms.info.update(
                 n_atoms=len(atoms),
                 adgp_residual=float(info["residual"]),
                 merged_atoms=int(merged),
                 relaxed=nn,
-                relax_steps=relax_record.get("steps"),
-                relax_converged=relax_record.get("converged"),
+                relax_steps=record.get("steps"),
+                relax_converged=record.get("converged"),
                 generator=f"CbLDM {self.name}",
                 sampler=sampler or self.pipeline.defaults.get("sampler"),
                 seed=seed,

@@ -71,6 +71,13 @@ def laplacian_from_adjacency(W):
     return torch.diag_embed(W.sum(dim=-1)) - W
 
 
+def _log_n_nll(log_n, mean, logvar):
+    """Negative log-likelihood of ln n under the count prior's Gaussian,
+    without its constant 0.5 ln(2 pi); computed in float32."""
+    logvar = logvar.float()
+    return 0.5 * (logvar + (log_n - mean.float()) ** 2 / torch.exp(logvar))
+
+
 class StructureVAE(nn.Module):
     """VAE of padded cluster Laplacians with a prior conditioned on the PDF.
 
@@ -256,12 +263,8 @@ class StructureVAE(nn.Module):
         log_n = torch.log(
             torch.arange(1, self.config.size + 1, device=z.device).float()
         )
-        prior = (
-            -0.5
-            * (log_n[None] - mean.float()[:, None]) ** 2
-            / torch.exp(logvar.float())[:, None]
-        )
-        return torch.log_softmax(logp + prior, dim=-1)
+        nll = _log_n_nll(log_n[None], mean[:, None], logvar[:, None])
+        return torch.log_softmax(logp - nll, dim=-1)
 
     def count_atoms(self, z, z_c=None):
         """Most probable number of atoms of each latent, (B,) long
@@ -373,13 +376,7 @@ class StructureVAE(nn.Module):
         if self.config.count_prior:
             mean, logvar = self.count_prior(z_c)
             log_n = torch.log(atoms.clamp(min=1).float())
-            out["count_prior"] = (
-                0.5
-                * (
-                    logvar.float()
-                    + (log_n - mean.float()) ** 2 / torch.exp(logvar.float())
-                )
-            ).mean()
+            out["count_prior"] = _log_n_nll(log_n, mean, logvar).mean()
             loss = loss + self.config.count_weight * out["count_prior"]
             out["loss"] = loss
         if self.config.decoder == "coordinates":

@@ -5,10 +5,14 @@ decode the posterior mean ``q(z | L, c)`` (reconstruction: the best the
 decoder can do) and the conditional-prior mean ``p(z | c)`` (what the
 PDF alone implies, before diffusion); recover coordinates by aDGP from
 the decoder's positions (atom count as the generator takes it,
-:meth:`StructureVAE.count_atoms` with the condition; no relaxation);
-report the atom-count accuracy, the rms error of all interatomic
-distances (Å) and the Rw of the decoded cluster's PDF against the stored
-PDF (free scale, unrefined).
+:meth:`StructureVAE.count_atoms` with the condition; no relaxation, but
+template clusters are scaled to the data's nearest-neighbour distance as
+``propose`` scales them); report the atom-count accuracy, the decoded
+structure type (template decoder), the rms error of all interatomic
+distances (Å; canonical order) and the Rw of the decoded cluster's PDF
+against the stored PDF (free scale, unrefined), beside the Rw of the
+true cluster itself given the same way (the floor: the stored PDFs
+carry noise and their own Biso, Qdamp and delta2).
 
 Run from the repository root after training stages 1 and 2::
 
@@ -45,10 +49,17 @@ def main(argv=None):
         laplacian,
         positions_from_laplacian,
     )
+    from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
+    from diffpy_cbldm.clusters.order import canonical_order
+    from diffpy_cbldm.pdf.peaks import first_peak
     from diffpy_cbldm.conventions import model_input
     from diffpy_cbldm.dataset.store import open_dataset
     from diffpy_cbldm.evaluation import _case_data, select_cases
-    from diffpy_cbldm.generator import candidate_rw, merge_close_atoms
+    from diffpy_cbldm.generator import (
+        candidate_rw,
+        match_first_peak,
+        merge_close_atoms,
+    )
     from diffpy_cbldm.model import CbLDMConfig, build_modules
     from diffpy_cbldm.training.checkpoint import load_checkpoint
 
@@ -83,15 +94,26 @@ def main(argv=None):
             mu, _ = svae.encode(L, z_c)
             mu_p, _ = svae.prior(z_c)
         d_true = np.linalg.norm(x_true[:, None] - x_true[None], axis=-1)
+        # The floor: the true cluster itself as a candidate.
+        truth_rw = float(candidate_rw([Atoms(f"Au{n}", x_true)], data)[0])
         for key, z in (("posterior", mu), ("prior", mu_p)):
             with torch.no_grad():
                 k = int(svae.count_atoms(z, z_c).clamp(min=2))
                 Lhat = svae.decode(z, atoms=torch.tensor([k]))[0].double()
-                start = svae.decode_positions(z)[0, :k].double().numpy()
+                start = svae.decode_positions(z, torch.tensor([k]))
+                start = start[0, :k].double().numpy()
+                stype = None
+                if svae.config.decoder == "template":
+                    stype = STRUCTURE_TYPES[int(svae.structure_types(z))]
             x, info = positions_from_laplacian(
                 Lhat.numpy(), sigma, n_atoms=k, init=start
             )
             x, merged = merge_close_atoms(x)
+            if stype is not None:
+                # As propose does for template clusters: scale to the
+                # data's first peak (no relaxation).
+                peak = first_peak(data.r, data.g)
+                x = match_first_peak([x], data, peak, sample.element)[0]
             rw = float(candidate_rw([Atoms(f"Au{len(x)}", x)], data)[0])
             rec = {
                 "row": int(row),
@@ -100,8 +122,18 @@ def main(argv=None):
                 "decoded_natoms": k,
                 "merged_atoms": merged,
                 "rw": rw,
+                "decoded_type": stype,
+                "truth_rw": truth_rw,
             }
+            if stype is not None:
+                with torch.no_grad():
+                    field = float(svae.decoder.expected_counts(z)[0])
+                rec["field_natoms"] = field
             if len(x) == n:
+                # The template decoder orders atoms by occupancy logit:
+                # compare distance matrices in the canonical order.
+                if stype is not None:
+                    x = x[canonical_order(x)]
                 d = np.linalg.norm(x[:, None] - x[None], axis=-1)
                 rec["rms_distance_error"] = float(
                     np.sqrt(np.mean((d - d_true) ** 2))
@@ -110,7 +142,7 @@ def main(argv=None):
     print(f"{len(rows)} validation clusters")
     print(
         f"{'latent':<10} {'type':<12} {'N exact':>7} {'N±10%':>6} "
-        f"{'rms dd Å':>8} {'med. Rw':>7}"
+        f"{'rms dd Å':>8} {'med. Rw':>7} {'type ok':>7} {'truth Rw':>8}"
     )
     summary = {}
     for key, recs in out.items():
@@ -131,15 +163,24 @@ def main(argv=None):
             ]
             med_dd = float(np.median(dd)) if dd else float("nan")
             med_rw = float(np.median([r["rw"] for r in grp]))
+            truth = float(np.median([r["truth_rw"] for r in grp]))
+            typed = [r for r in grp if r["decoded_type"] is not None]
+            type_ok = (
+                float(np.mean([r["decoded_type"] == r["type"] for r in typed]))
+                if typed
+                else float("nan")
+            )
             summary.setdefault(key, {})[t] = {
                 "count_exact": float(exact),
                 "count_within_10pct": float(close),
                 "median_rms_distance_error": med_dd,
                 "median_rw": med_rw,
+                "median_truth_rw": truth,
+                "type_ok": type_ok,
             }
             print(
                 f"{key:<10} {t:<12} {exact:>7.2f} {close:>6.2f} "
-                f"{med_dd:>8.2f} {med_rw:>7.3f}"
+                f"{med_dd:>8.2f} {med_rw:>7.3f} {type_ok:>7.2f} {truth:>8.3f}"
             )
     path = Path(args.out)
     with atomic_path(path) as tmp:

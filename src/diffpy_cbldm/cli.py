@@ -141,9 +141,10 @@ def _add_solve(sub):
         "--no-relax",
         action="store_true",
         help=(
-            "keep the decoded positions as they are (default: relax each "
-            "candidate in a Morse potential at the data's first-peak "
-            "distance)"
+            "keep the decoded positions as they are (default: scale each "
+            "candidate to the data's first-peak distance, and relax "
+            "free-coordinate decoders' candidates in a Morse potential "
+            "there)"
         ),
     )
     p.add_argument(
@@ -221,7 +222,7 @@ def _run_solve(args):
         sampler=args.sampler,
         steps=args.steps,
         element=args.element,
-        relax=not args.no_relax,
+        relax=False if args.no_relax else None,
     )
     if args.library is not None:
         from diffpy_cbldm.library import LibraryGenerator

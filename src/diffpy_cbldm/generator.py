@@ -11,9 +11,10 @@ The generator chains the pieces of the package in the paper's order:
    (:class:`diffpy_cbldm.model.CbLDMPipeline`);
 3. each Laplacian is turned into coordinates by the aDGP step
    (:func:`diffpy_cbldm.clusters.laplacian.positions_from_laplacian`)
-   and, by default, relaxed in a Morse potential at the data's
-   nearest-neighbour distance
-   (:func:`diffpy_cbldm.clusters.relax.relax_clusters`);
+   and, by default, scaled to the data's nearest-neighbour distance
+   (the template decoder's exact lattice pieces) or relaxed in a Morse
+   potential there (free decoded coordinates;
+   :func:`diffpy_cbldm.clusters.relax.relax_clusters`);
 4. each candidate's PDF is computed with the data's Q settings and
    compared with the data after a free scale (Rw);
 5. :meth:`CbLDMGenerator.solve` refines every candidate with
@@ -33,6 +34,7 @@ __all__ = [
     "MIN_ATOMS",
     "as_pdf_data",
     "candidate_rw",
+    "match_first_peak",
     "merge_close_atoms",
     "rank_results",
     "refine_candidates",
@@ -201,6 +203,65 @@ def candidate_rw(clusters, pdf, *, rmax=None):
     return np.asarray(out, dtype=float)
 
 
+def match_first_peak(clusters, pdf, nn, element="Au"):
+    """Scale clusters so that their G(r) peaks first where the data's does.
+
+    Each cluster is first scaled so that its median nearest-neighbour
+    distance is `nn` (the data's first G(r) peak,
+    :func:`~diffpy_cbldm.pdf.peaks.first_peak`), then by the ratio of
+    `nn` to the first peak of its own G(r), computed with the data's Q
+    settings and Uiso 0.005 Å² and found by the same function. The one
+    estimator on both sides cancels its bias: a Mackay icosahedron's
+    first peak is a blend of radial and 5 % longer tangential bonds and
+    lies about 3 % above its median nearest-neighbour distance, which
+    the median alone would put at the peak.
+
+    Parameters
+    ----------
+    clusters : sequence of (n_k, 3) arrays
+        Positions in Å.
+    pdf : PDFData
+    nn : float
+        The data's first-peak position in Å.
+    element : str
+        Chemical symbol of the atoms (their form factor).
+
+    Returns
+    -------
+    list of ndarray
+        Scaled about each centroid; clusters of fewer than two atoms, or
+        whose G(r) has no first peak in the window, only by the median.
+    """
+    from diffpy_cbldm.clusters.relax import scale_to_nn
+    from diffpy_cbldm.pdf.debye import DebyePDFCalculator
+    from diffpy_cbldm.pdf.peaks import NN_RANGE, first_peak
+    from diffpy_cbldm.refine import DEFAULTS
+
+    xs = [scale_to_nn(x, nn) for x in clusters]
+    settings = _settings(pdf)[0]
+    calc = DebyePDFCalculator(
+        rmin=0.5,
+        rmax=NN_RANGE[1] + 1.0,
+        rstep=0.005,
+        biso=8 * np.pi**2 * DEFAULTS["uiso"],
+        **settings,
+    )
+    from ase import Atoms
+
+    rc, gc = calc.batch([Atoms(f"{element}{len(x)}", positions=x) for x in xs])
+    out = []
+    for x, g in zip(xs, gc):
+        if len(x) > 1:
+            try:
+                factor = nn / first_peak(rc, g)
+            except ValueError:
+                factor = 1.0
+            centre = x.mean(axis=0)
+            x = centre + (x - centre) * factor
+        out.append(x)
+    return out
+
+
 def rank_results(results):
     """Refinement results sorted by Rw, best first."""
     return sorted(results, key=lambda res: res.rw)
@@ -307,7 +368,7 @@ class CbLDMGenerator:
         steps=None,
         *,
         element=None,
-        relax=True,
+        relax=None,
         **sampling,
     ):
         """Candidate clusters for a measured PDF, generated as one batch.
@@ -327,13 +388,19 @@ class CbLDMGenerator:
         element : str, optional
             Metal of the candidates; default: the data header's
             composition.
-        relax : bool
+        relax : bool, optional
             Relax every candidate in a Morse potential whose minimum is
             the data's nearest-neighbour distance (its first G(r) peak),
-            :func:`diffpy_cbldm.clusters.relax.relax_clusters`. The
-            decoder's positions are a few tenths of an ångström off, which
+            :func:`diffpy_cbldm.clusters.relax.relax_clusters`. Free
+            decoded coordinates are a few tenths of an ångström off, which
             blurs every PDF peak; relaxing restores sharp neighbour
             distances (measured effect: docs/benchmarks/evaluate.rst).
+            The default (None) relaxes candidates of such decoders; the
+            template decoder's candidates have exact bonds already (and a
+            Morse potential would pull open bcc and sc pieces towards
+            close packing), so by default they are only scaled to the
+            data's nearest-neighbour distance. False keeps the decoded
+            positions as they are.
         **sampling
             ``base``, ``t1``, ``t2`` of the cbldm sampler.
 
@@ -346,7 +413,8 @@ class CbLDMGenerator:
             (the nearest-neighbour distance in Å it was relaxed to, or
             None), ``relax_steps`` and ``relax_converged`` (FIRE steps
             taken and whether the forces fell below the threshold; None
-            without relaxation), ``rw`` (against
+            without relaxation), ``structure_type`` (the template
+            decoder's type, else None), ``rw`` (against
             the data, free scale, unrefined), ``generator``, ``sampler``
             and ``seed``.
 
@@ -359,6 +427,7 @@ class CbLDMGenerator:
         import torch
         from ase import Atoms
 
+        from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
         from diffpy_cbldm.clusters.laplacian import positions_from_laplacian
         from diffpy_cbldm.clusters.relax import relax_clusters
         from diffpy_cbldm.pdf.peaks import first_peak
@@ -371,7 +440,7 @@ class CbLDMGenerator:
         element = _element(pdf, element)
         x = self.model_input(pdf)
         nn = None
-        if relax:
+        if relax is not False:
             try:
                 nn = first_peak(pdf.r, pdf.g)
             except ValueError as exc:
@@ -409,8 +478,15 @@ class CbLDMGenerator:
             ).clamp(min=MIN_ATOMS)
             L = svae.decode(latents, atoms=counts)
             starts = None
-            if svae.config.decoder == "coordinates":
-                starts = svae.decode_positions(latents).double().cpu()
+            if svae.config.decoder in ("coordinates", "template"):
+                starts = svae.decode_positions(latents, counts)
+                starts = starts.double().cpu()
+            types = None
+            if svae.config.decoder == "template":
+                types = [
+                    STRUCTURE_TYPES[t]
+                    for t in svae.structure_types(latents).tolist()
+                ]
         L = L.double().cpu().numpy()
         L = 0.5 * (L + np.swapaxes(L, -1, -2))
         counts = counts.cpu().tolist()
@@ -425,7 +501,17 @@ class CbLDMGenerator:
             positions, merged = merge_close_atoms(positions)
             clusters.append((positions, info, merged))
         relax_records = [{}] * len(clusters)
-        if nn is not None:
+        if nn is not None and relax is None and types is not None:
+            # Template sites have exact bonds: scale them, no relaxation.
+            scaled = match_first_peak(
+                [c[0] for c in clusters], pdf, nn, element
+            )
+            clusters = [
+                (x, info, merged)
+                for x, (_, info, merged) in zip(scaled, clusters)
+            ]
+            relax_records = [{"steps": 0}] * len(clusters)
+        elif nn is not None:
             relaxed, relax_records = relax_clusters(
                 [c[0] for c in clusters], nn
             )
@@ -447,6 +533,7 @@ class CbLDMGenerator:
                 adgp_residual=float(info["residual"]),
                 merged_atoms=int(merged),
                 relaxed=nn,
+                structure_type=types[k] if types else None,
                 relax_steps=record.get("steps"),
                 relax_converged=record.get("converged"),
                 generator=f"CbLDM {self.name}",
@@ -481,7 +568,7 @@ class CbLDMGenerator:
         steps=None,
         *,
         element=None,
-        relax=True,
+        relax=None,
         progress=True,
         **refine_options,
     ):

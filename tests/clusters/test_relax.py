@@ -125,3 +125,25 @@ def test_loose_atoms_do_not_shrink_the_cluster():
 def test_bad_input_is_named(clusters, nn, options, match):
     with pytest.raises(ValueError, match=match):
         relax_clusters(clusters, nn, **options)
+
+
+def test_scale_to_nn_scales_about_the_centroid():
+    from ase.cluster import Octahedron
+
+    from diffpy_cbldm.clusters.relax import scale_to_nn
+
+    x = Octahedron("Cu", 4).positions + 5.0
+    y = scale_to_nn(x, 3.0)
+    d = np.linalg.norm(y[:, None] - y[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    assert np.median(d.min(axis=1)) == pytest.approx(3.0, rel=1e-12)
+    np.testing.assert_allclose(y.mean(0), x.mean(0), atol=1e-12)
+    # a loose atom far away: with a window it does not set the scale
+    loose = np.vstack([x, [[40.0, 0.0, 0.0]]])
+    z = scale_to_nn(loose, 2.6, window=0.2)
+    d = np.linalg.norm(z[:-1, None] - z[None, :-1], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    assert np.median(d.min(axis=1)) == pytest.approx(2.6, rel=1e-12)
+    # no atom in the window, or a single atom: unchanged
+    np.testing.assert_array_equal(scale_to_nn(x, 10.0, window=0.2), x)
+    np.testing.assert_array_equal(scale_to_nn(x[:1], 3.0), x[:1])

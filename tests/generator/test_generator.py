@@ -93,6 +93,7 @@ def test_propose_returns_n_finite_candidates_with_records(generator, measured):
 
 
 def test_candidates_are_relaxed_to_the_first_peak(generator, measured):
+    from diffpy_cbldm.generator import match_first_peak
     from diffpy_cbldm.pdf.peaks import first_peak
 
     r, g, _ = measured
@@ -100,24 +101,36 @@ def test_candidates_are_relaxed_to_the_first_peak(generator, measured):
     raw = generator.propose((r, g), n=3, seed=2, element="Au", relax=False)
     peak = first_peak(r, g)
     assert 2.7 < peak < 3.1  # Au, icosahedral (split first shell)
-    for a, b in zip(relaxed, raw):
+    forced = generator.propose((r, g), n=3, seed=2, element="Au", relax=True)
+    for a, b, c in zip(relaxed, raw, forced):
         assert a.info["relaxed"] == peak and b.info["relaxed"] is None
-        assert 0 <= a.info["relax_steps"] <= 300
-        assert a.info["relax_converged"] in (True, False)
+        # the tiny model has the template decoder: by default its exact
+        # lattice pieces are only scaled, relax=True relaxes them
+        assert a.info["structure_type"] is not None
+        assert a.info["relax_steps"] == 0
+        assert a.info["relax_converged"] is None
+        assert 0 <= c.info["relax_steps"] <= 300
+        assert c.info["relax_converged"] in (True, False)
         assert b.info["relax_steps"] is None
         assert b.info["relax_converged"] is None
         if len(a) < 3:
             continue
-        d = a.get_all_distances()
+        # scaled, not deformed: the same shape as the decoded one
+        x, y = a.positions, b.positions
+        x, y = x - x.mean(0), y - y.mean(0)
+        factor = np.linalg.norm(x) / np.linalg.norm(y)
+        np.testing.assert_allclose(x, y * factor, atol=1e-9)
+        # scaled so that its own first G(r) peak is the data's
+        (expected,) = match_first_peak(
+            [b.positions], PDFData.from_arrays(r, g), peak, "Au"
+        )
+        np.testing.assert_allclose(a.positions, expected, atol=1e-9)
+        d = c.get_all_distances()
         np.fill_diagonal(d, np.inf)
         nearest = d.min(axis=1)
         bonded = nearest[np.abs(nearest / peak - 1) < 0.2]
         if len(bonded):
             assert np.median(bonded) == pytest.approx(peak, rel=1e-9)
-    assert any(
-        len(a) != len(b) or not np.allclose(a.positions, b.positions)
-        for a, b in zip(relaxed, raw)
-    )
 
 
 def test_candidate_rw_is_the_free_scale_rw(measured):
@@ -307,3 +320,29 @@ def test_anti_correlated_starts_are_summarised_once(caplog):
     with caplog.at_level(logging.WARNING, logger="diffpy_cbldm"):
         refine_cluster(atoms.copy(), data)
     assert any("anti-correlates" in r.getMessage() for r in caplog.records)
+
+
+def test_match_first_peak_recovers_the_scale_of_an_icosahedron(measured):
+    """The median nearest-neighbour distance of a Mackay icosahedron
+    lies ~3 % below its first G(r) peak; matching the peaks of model and
+    data recovers the true size from a cluster 10 % too small."""
+    from diffpy_cbldm.clusters.relax import scale_to_nn
+    from diffpy_cbldm.generator import match_first_peak
+    from diffpy_cbldm.pdf.peaks import first_peak
+
+    r, g, atoms = measured
+    pdf = PDFData.from_arrays(
+        r, g, metadata={"qmax": 25.0, "qmin": 0.7, "qdamp": 0.03}
+    )
+    peak = first_peak(r, g)
+    x = atoms.positions - atoms.positions.mean(0)
+    by_median = scale_to_nn(0.9 * x, peak)
+    (matched,) = match_first_peak([0.9 * x], pdf, peak, "Au")
+    size = np.linalg.norm(x)
+    assert abs(np.linalg.norm(by_median) / size - 1) > 0.02
+    assert np.linalg.norm(matched - matched.mean(0)) / size == pytest.approx(
+        1.0, abs=0.003
+    )
+    # a single atom has no peak: returned as it is
+    (one,) = match_first_peak([x[:1]], pdf, peak)
+    np.testing.assert_array_equal(one, x[:1])

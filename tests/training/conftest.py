@@ -54,6 +54,11 @@ def tiny_model(model):
             attention=False,
             prior_hidden=32,
             count_prior=True,
+            decoder=model.structure.decoder,
+            template_sites=model.structure.template_sites,
+            coordinate_hidden=128,
+            field_width=32,
+            field_frequencies=8,
         ),
         denoiser=DenoiserConfig(
             sample_size=8,

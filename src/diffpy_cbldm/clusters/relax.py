@@ -31,6 +31,7 @@ __all__ = [
     "morse_energy",
     "morse_forces",
     "relax_clusters",
+    "scale_to_nn",
 ]
 
 RELAX_DEFAULTS = {
@@ -157,6 +158,39 @@ def morse_forces(
     return w @ positions - w.sum(-1, keepdim=True) * positions
 
 
+def scale_to_nn(positions, nn, window=None):
+    """Scale a cluster about its centroid to a nearest-neighbour distance.
+
+    Parameters
+    ----------
+    positions : array_like, shape (n, 3)
+    nn : float
+        The wanted median nearest-neighbour distance (Å).
+    window : float, optional
+        Use only atoms whose nearest-neighbour distance is within this
+        fraction of `nn` (bonded atoms; loose atoms of a relaxed cluster
+        must not shrink it); by default every atom.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, 3)
+        Scaled so that the median nearest-neighbour distance (of the
+        atoms used) is `nn`; unchanged when no atom qualifies or n < 2.
+    """
+    x = np.asarray(positions, dtype=float)
+    if len(x) < 2:
+        return x.copy()
+    centre = x.mean(axis=0)
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    nearest = d.min(axis=1)
+    if window is not None:
+        nearest = nearest[np.abs(nearest / nn - 1) < window]
+    if not len(nearest):
+        return x.copy()
+    return centre + (x - centre) * (nn / np.median(nearest))
+
+
 def relax_clusters(clusters, nn, *, rescale=True, **options):
     """Relax clusters in a Morse potential with its minimum at `nn`.
 
@@ -213,13 +247,8 @@ def relax_clusters(clusters, nn, *, rescale=True, **options):
     for pos, distance in zip(xs, nn):
         centre = pos.mean(axis=0)
         y, record = _fire(pos - centre, distance, potential, opt)
-        if rescale and len(y) > 1:
-            d = np.linalg.norm(y[:, None] - y[None], axis=-1)
-            np.fill_diagonal(d, np.inf)
-            nearest = d.min(axis=1)
-            bonded = nearest[np.abs(nearest / distance - 1) < BONDED]
-            if len(bonded):
-                y = y * (distance / np.median(bonded))
+        if rescale:
+            y = scale_to_nn(y, distance, window=BONDED)
         out.append(y + centre)
         info.append(record)
     return out, info

@@ -9,6 +9,7 @@ reasoning and measurements are in ``docs/theory_model.rst``.
 import typing
 from dataclasses import asdict, dataclass, field, fields
 
+from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
 from diffpy_cbldm.conventions import Conventions
 
 __all__ = [
@@ -18,6 +19,9 @@ __all__ = [
     "DenoiserConfig",
     "StructureVAEConfig",
 ]
+
+DECODERS = ("coordinates", "patches", "template")
+"""Kinds of structure-VAE decoder (:class:`StructureVAEConfig`)."""
 
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
 """Noise schedules accepted (diffusers names); the paper uses the cosine
@@ -174,13 +178,17 @@ class StructureVAEConfig:
     kl_weight : float
         Default weight of ``KL(q(z|L,c) || p(z|c))`` (nats per latent
         element) against the reconstruction error.
-    decoder : {"coordinates", "patches"}
+    decoder : {"coordinates", "patches", "template"}
         "coordinates": an MLP of the latent gives ``size`` positions (in
         units of ``sigma``) and the decoded matrix is their Laplacian
         ``W_ij = exp(-d_ij^2 / 2 sigma^2)``, so every decoded matrix is
         the Laplacian of a realisable geometry. "patches": convolutions
         and a pixel shuffle paint the matrix entries directly (the
-        paper's image decoder, made cheap).
+        paper's image decoder, made cheap). "template": a structure type
+        and the occupied sites of that type's template
+        (:class:`diffpy_cbldm.model.site_field.SiteField`), so every
+        decoded cluster is a piece of a real lattice or twinned
+        arrangement.
     coordinate_hidden : int
         Width of the hidden layers of the coordinate decoder.
     sigma : float
@@ -196,6 +204,14 @@ class StructureVAEConfig:
         takes the most probable count under the product of this and the
         latent's count head (:meth:`StructureVAE.count_atoms`). False in
         weights trained before the head existed.
+    template_sites : tuple of int
+        Sites of each structure type's template (template decoder only;
+        :func:`diffpy_cbldm.clusters.templates.build_templates` of the
+        training split). The sites themselves are saved with the weights.
+    field_width : int
+        Width of the template decoder's site field.
+    field_frequencies : int
+        Random Fourier frequencies of its site features.
     """
 
     size: int = 256
@@ -216,6 +232,9 @@ class StructureVAEConfig:
     sigma: float = 3.0
     distance_weight: float = 0.1
     count_prior: bool = False
+    template_sites: tuple[int, ...] = ()
+    field_width: int = 128
+    field_frequencies: int = 32
 
     def __post_init__(self):
         owner = type(self).__name__
@@ -229,13 +248,27 @@ class StructureVAEConfig:
             "condition_dim",
             "prior_hidden",
             "coordinate_hidden",
+            "field_width",
+            "field_frequencies",
         ):
             _check_positive_int(owner, name, getattr(self, name))
-        if self.decoder not in ("coordinates", "patches"):
+        if self.decoder not in DECODERS:
             raise ValueError(
-                f"{owner}.decoder must be 'coordinates' or 'patches', got "
+                f"{owner}.decoder must be one of {DECODERS}, got "
                 f"{self.decoder!r}"
             )
+        if self.decoder == "template":
+            sites = self.template_sites
+            if len(sites) != len(STRUCTURE_TYPES) or not all(
+                isinstance(m, int) and not isinstance(m, bool) and m > 0
+                for m in sites
+            ):
+                raise ValueError(
+                    f"{owner}.template_sites must give the number of "
+                    f"template sites of each of the {len(STRUCTURE_TYPES)} "
+                    f"structure types {STRUCTURE_TYPES} (positive ints), "
+                    f"got {sites!r}"
+                )
         if not (isinstance(self.sigma, (int, float)) and self.sigma > 0):
             raise ValueError(
                 f"{owner}.sigma must be a length > 0 Å, got {self.sigma!r}"

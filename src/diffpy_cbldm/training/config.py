@@ -326,7 +326,7 @@ class RunConfig:
     )
     structure: VAETrainConfig = field(
         default_factory=lambda: VAETrainConfig(
-            epochs=20, lr=1e-3, kl_warmup_epochs=1.0
+            epochs=12, lr=1e-3, kl_warmup_epochs=1.0
         )
     )
     diffusion: DiffusionTrainConfig = field(

@@ -12,6 +12,8 @@ The data order of epoch ``e`` is a function of ``(seed, e)`` only
 seeded with both), so a resumed run replays it without stored state.
 """
 
+import logging
+
 import numpy as np
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "load_split",
     "validation_batches",
 ]
+
+logger = logging.getLogger(__name__)
 
 # spawn_key purpose of the per-epoch PDF draw, apart from anything else
 # seeded with the stage's seed.
@@ -218,3 +222,122 @@ def laplacian_batch(positions, natoms, sigma, size):
     return laplacian(
         positions, sigma, size=size, dtype=torch.float32, mask=mask
     )
+
+
+SITES_PER_CLUSTER = 1024
+"""Template sites each cluster's loss sees (:func:`site_targets`)."""
+
+_TEMPLATE_CACHE = {}
+
+
+def _registered_shapes(dataset, rows):
+    """Exact template sites of the shapes of `rows`, registered once per
+    shape: ``{shape_index: (type index, (n, 3) sites)}``."""
+    from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
+    from diffpy_cbldm.clusters.templates import register, template_frame
+
+    key = (str(dataset.path), dataset.manifest.get("content_sha256"))
+    cache = _TEMPLATE_CACHE.setdefault(key, {})
+    shape = dataset.array("shape_index")
+    todo = sorted({int(s) for s in shape[rows]} - set(cache))
+    if todo:
+        first = {}
+        for row in np.asarray(rows):
+            first.setdefault(int(shape[row]), int(row))
+        stype = dataset.array("structure_type")
+        covera = dataset.array("covera")
+        natoms = dataset.array("natoms")
+        for s in todo:
+            row = first[s]
+            name = STRUCTURE_TYPES[int(stype[row])]
+            x = dataset.array("positions", row)[: int(natoms[row])]
+            try:
+                sites = register(template_frame(x, name, covera[row]), name)[1]
+            except ValueError as exc:
+                raise ValueError(
+                    f"{dataset.path}: structure {row}: {exc}"
+                ) from None
+            cache[s] = (int(stype[row]), sites)
+    return {int(s): cache[int(s)] for s in shape[rows]}
+
+
+def training_templates(dataset, scheme="shape"):
+    """The template of every structure type, from a training split.
+
+    The sites the training split's clusters occupy, plus one shell of
+    neighbours (:func:`diffpy_cbldm.clusters.templates.build_templates`);
+    a type without training clusters gets the sites within 1.5 NN of its
+    origin.
+
+    Returns
+    -------
+    list of ndarray
+        ``(m_t, 3)`` sites in NN units, in ``STRUCTURE_TYPES`` order.
+    """
+    from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
+    from diffpy_cbldm.clusters.templates import build_templates, seed_sites
+
+    rows = dataset.split_indices("train", scheme=scheme)
+    occupied = {}
+    for t, sites in _registered_shapes(dataset, rows).values():
+        occupied.setdefault(STRUCTURE_TYPES[t], []).append(sites)
+    built = build_templates(occupied)
+    return [
+        built.get(name, seed_sites(name, radius=1.5))
+        for name in STRUCTURE_TYPES
+    ]
+
+
+def site_targets(dataset, arrays, templates, seed, k=SITES_PER_CLUSTER):
+    """Targets of the template decoder for every structure of a split.
+
+    Parameters
+    ----------
+    dataset : diffpy_cbldm.dataset.store.TrainingSet
+    arrays : SplitArrays
+    templates : list of ndarray
+        From :func:`training_templates`.
+    seed : int
+        Seeds the draw of the empty sites each cluster's loss sees.
+
+    Returns
+    -------
+    dict of torch.Tensor
+        ``stype`` (n,), ``nn`` (n,) in Å, and ``index`` (global site
+        indices), ``label``, ``weight``, each (n, k): see
+        :func:`diffpy_cbldm.clusters.templates.site_targets`.
+    """
+    import torch
+
+    from diffpy_cbldm.clusters.templates import site_targets as targets
+
+    offsets = np.cumsum([0] + [len(t) for t in templates])
+    shapes = _registered_shapes(dataset, arrays.rows)
+    shape = dataset.array("shape_index")[arrays.rows]
+    per_shape, missing = {}, 0
+    for s in sorted(set(int(v) for v in shape)):
+        t, sites = shapes[s]
+        rng = np.random.default_rng(
+            np.random.SeedSequence(seed, spawn_key=(s,))
+        )
+        index, label, weight, lost = targets(sites, templates[t], k, rng)
+        per_shape[s] = (index + offsets[t], label, weight)
+        missing += lost
+    if missing:
+        logger.info(
+            "%d atoms of %d shapes lie outside the templates",
+            missing,
+            len(per_shape),
+        )
+    stack = [per_shape[int(s)] for s in shape]
+    return {
+        "stype": torch.as_tensor(
+            dataset.array("structure_type")[arrays.rows].astype(np.int64)
+        ),
+        "nn": torch.as_tensor(
+            dataset.array("nn_distance")[arrays.rows], dtype=torch.float32
+        ),
+        "index": torch.as_tensor(np.stack([v[0] for v in stack])),
+        "label": torch.as_tensor(np.stack([v[1] for v in stack])),
+        "weight": torch.as_tensor(np.stack([v[2] for v in stack])),
+    }

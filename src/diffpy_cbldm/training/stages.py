@@ -34,6 +34,8 @@ from diffpy_cbldm.training.data import (
     PairDataset,
     laplacian_batch,
     load_split,
+    site_targets,
+    training_templates,
 )
 from diffpy_cbldm.training.loop import BEST, LAST, StageTask, run_stage
 
@@ -168,8 +170,13 @@ def default_config(data):
 
     with open_dataset(data) as ds:
         conventions = _conventions_from_manifest(ds.manifest)
+        templates = training_templates(ds, RunConfig().split)
     structure = StructureVAEConfig(
-        size=conventions.max_atoms, sigma=conventions.sigma, count_prior=True
+        size=conventions.max_atoms,
+        sigma=conventions.sigma,
+        count_prior=True,
+        decoder="template",
+        template_sites=tuple(len(t) for t in templates),
     )
     return RunConfig(
         model=CbLDMConfig(conventions=conventions, structure=structure)
@@ -340,19 +347,28 @@ def _condition_task(config, splits, device):
     )
 
 
-def _structure_task(config, splits, cvae, device):
+def _structure_task(config, splits, cvae, device, dataset):
     import torch
 
     net = _new_network(config, "structure", device)
     conventions = config.model.conventions
+    template = net.config.decoder == "template"
+    if template:
+        templates = training_templates(dataset, config.split)
+        net.decoder.set_sites(templates)
 
     def pairs(arrays):
+        per_structure = {
+            "positions": arrays.positions,
+            "natoms": arrays.natoms,
+        }
+        if template:
+            seed = config.stage("structure").seed
+            targets = site_targets(dataset, arrays, templates, seed)
+            per_structure.update({f"site_{k}": v for k, v in targets.items()})
         return PairDataset(
             arrays.n_draws,
-            per_structure={
-                "positions": arrays.positions,
-                "natoms": arrays.natoms,
-            },
+            per_structure=per_structure,
             per_pair={"z_c": _conditions(cvae, arrays.pdf, device)},
         )
 
@@ -365,7 +381,12 @@ def _structure_task(config, splits, cvae, device):
                 conventions.sigma,
                 conventions.max_atoms,
             )
-        return net.loss(L, batch["z_c"], beta=kl_weight)
+        sites = None
+        if template:
+            sites = {
+                k[5:]: v for k, v in batch.items() if k.startswith("site_")
+            }
+        return net.loss(L, batch["z_c"], beta=kl_weight, sites=sites)
 
     return StageTask(
         name="structure",
@@ -515,7 +536,7 @@ def _run(stage, dataset, out_dir, config, ctx, resume, progress):
         )
         meta["upstream"]["condition"] = c_hash
     if stage == "structure":
-        task = _structure_task(config, splits, cvae, device)
+        task = _structure_task(config, splits, cvae, device, dataset)
     if stage == "diffusion":
         svae, s_hash, s_state = _load_frozen(
             out_dir, "structure", config, data_hash, device

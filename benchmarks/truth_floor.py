@@ -1,0 +1,91 @@
+"""Benchmark: the raw Rw of the true structures, the floor of every
+candidate's raw Rw.
+
+For the cases :mod:`benchmarks/evaluate.py` and
+:mod:`benchmarks/structure_vae_quality.py` use (``select_cases``, first
+stored PDF draw), the true cluster itself is given as a candidate: G(r)
+with the data's Q settings, Uiso 0.005 Å², free scale, no refinement
+(:func:`diffpy_cbldm.generator.candidate_rw`), exactly as a proposed
+candidate's raw Rw is computed. The stored PDFs carry noise and their own
+Biso, Qdamp, Qbroad and delta2, so even the truth does not reach Rw 0;
+a generator's median raw Rw cannot be expected below this table's.
+
+Run from the repository root::
+
+    python benchmarks/truth_floor.py --data data/mmnp-v1.h5
+
+Writes ``benchmarks/results/truth_floor.json``.
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "truth_floor.json"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="data/mmnp-v1.h5")
+    parser.add_argument(
+        "--cases",
+        default="test:5,val:4",
+        help="split:per-type pairs, as evaluate.py (test, 5) and "
+        "structure_vae_quality.py (val, 4) select them",
+    )
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+
+    from ase import Atoms
+
+    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.dataset.store import open_dataset
+    from diffpy_cbldm.evaluation import _case_data, select_cases
+    from diffpy_cbldm.generator import candidate_rw
+
+    ds = open_dataset(args.data)
+    out = {}
+    print(f"{'cases':<10} {'type':<12} {'n':>3} {'truth raw Rw':>12}")
+    for item in args.cases.split(","):
+        split, per_type = item.split(":")
+        rows = select_cases(ds, split, int(per_type), seed=0)
+        records = []
+        for row in rows:
+            data, sample = _case_data(ds, int(row))
+            x = sample.positions
+            atoms = Atoms(f"{sample.element}{len(x)}", positions=x)
+            records.append(
+                {
+                    "row": int(row),
+                    "type": sample.structure_type,
+                    "natoms": len(x),
+                    "rw": float(candidate_rw([atoms], data)[0]),
+                }
+            )
+        summary = {}
+        for t in sorted({r["type"] for r in records}) + ["all"]:
+            grp = [r["rw"] for r in records if t in ("all", r["type"])]
+            summary[t] = float(np.median(grp))
+            print(f"{item:<10} {t:<12} {len(grp):>3} {summary[t]:>12.3f}")
+        out[item] = {"summary": summary, "records": records}
+    path = Path(args.out)
+    with atomic_path(path) as tmp:
+        tmp.write_text(
+            json.dumps(
+                {
+                    "args": vars(args),
+                    "results": out,
+                    "load_average": list(os.getloadavg()),
+                },
+                indent=2,
+            )
+        )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -23,20 +23,25 @@ def templates():
     return out
 
 
-@pytest.fixture(scope="module")
-def net(templates):
+def template_net(templates, **changes):
+    """A tiny structure VAE with the template decoder on `templates`."""
     torch.manual_seed(0)
     config = dataclasses.replace(
         tiny_config().structure,
         decoder="template",
         template_sites=tuple(len(t) for t in templates),
-        field_width=16,
-        field_frequencies=4,
-        count_prior=True,
+        **changes,
     )
     net = StructureVAE(config)
     net.decoder.set_sites(templates)
-    return net.eval()
+    return net
+
+
+@pytest.fixture(scope="module")
+def net(templates):
+    return template_net(
+        templates, field_width=16, field_frequencies=4, count_prior=True
+    ).eval()
 
 
 def test_config_needs_a_site_count_per_type():
@@ -75,17 +80,9 @@ def test_any_latent_decodes_to_exact_sites_of_one_type(net, templates):
 
 
 def test_loss_trains_the_decoder_to_a_cluster(templates):
-    torch.manual_seed(0)
-    config = dataclasses.replace(
-        tiny_config().structure,
-        decoder="template",
-        template_sites=tuple(len(t) for t in templates),
-        field_width=32,
-        field_frequencies=8,
-        kl_weight=0.0,
+    net = template_net(
+        templates, field_width=32, field_frequencies=8, kl_weight=0.0
     )
-    net = StructureVAE(config)
-    net.decoder.set_sites(templates)
     atoms = build_cluster("octahedral:Au:length=3")
     stype = STRUCTURE_TYPES.index("octahedral")
     _, occupied = T.register(
@@ -129,3 +126,26 @@ def test_loss_trains_the_decoder_to_a_cluster(templates):
     got = {tuple(v) for v in np.round(y / scale, 3)}
     assert got == {tuple(v) for v in np.round(occupied, 3)}
     assert scale == pytest.approx(2.884, rel=0.04)  # starts at e = 2.718
+
+
+def test_template_count_is_the_fields_expected_count(net):
+    z = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = net.decoder.expected_counts(z)
+        logp = net.count_log_probs(z)
+        n = net.count_atoms(z)
+        # the field's expected count is the sum of its probabilities
+        h, type_logits, _ = net.decoder.heads(z)
+        t = type_logits.argmax(-1)
+        index = net.decoder.type_sites(int(t[0]))[None]
+        total = torch.sigmoid(net.decoder.site_logits(h[:1], t[:1], index))
+    torch.testing.assert_close(expected[0], total.sum())
+    torch.testing.assert_close(
+        logp.exp().sum(-1), torch.ones(4), atol=1e-5, rtol=0
+    )
+    # the most probable count is the integer nearest the expected one in
+    # ln n (a Gaussian in ln n peaks at the expected count)
+    for k in range(4):
+        e = float(expected[k].clamp(1, 256))
+        lo, hi = max(1, int(np.floor(e))), int(np.ceil(e))
+        assert int(n[k]) in (lo, hi)

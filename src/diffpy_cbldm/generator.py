@@ -476,11 +476,13 @@ class CbLDMGenerator:
             counts = svae.count_atoms(
                 latents, z_c.expand(len(latents), *z_c.shape[1:])
             ).clamp(min=MIN_ATOMS)
-            L = svae.decode(latents, atoms=counts)
             starts = None
             if svae.config.decoder in ("coordinates", "template"):
                 starts = svae.decode_positions(latents, counts)
+                L = svae.positions_laplacian(starts, counts)
                 starts = starts.double().cpu()
+            else:
+                L = svae.decode(latents, atoms=counts)
             types = None
             if svae.config.decoder == "template":
                 types = [

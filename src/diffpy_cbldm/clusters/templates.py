@@ -285,7 +285,9 @@ def build_templates(occupied, grow=1.0 + MATCH_TOL):
     return out
 
 
-def site_targets(occupied, template, k, rng, shell=1.5, max_shell=None):
+def site_targets(
+    occupied, template, k, rng, shell=1.5, max_shell=None, tree=None
+):
     """Training targets of the template decoder for one cluster.
 
     The occupancy of every site of a template is known, but the
@@ -306,6 +308,8 @@ def site_targets(occupied, template, k, rng, shell=1.5, max_shell=None):
     k : int
         Sites per cluster, at least ``n``.
     rng : numpy.random.Generator
+    tree : scipy.spatial.cKDTree, optional
+        Of `template`, when making the targets of many clusters.
 
     Returns
     -------
@@ -320,7 +324,7 @@ def site_targets(occupied, template, k, rng, shell=1.5, max_shell=None):
     """
     from scipy.spatial import cKDTree
 
-    tree = cKDTree(template)
+    tree = tree or cKDTree(template)
     d, atoms = tree.query(occupied)
     on = d < 1e-3
     atoms = np.unique(atoms[on])

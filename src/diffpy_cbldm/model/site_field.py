@@ -147,16 +147,24 @@ class SiteField(nn.Module):
         a = F.silu(self.site_mid(a) * (1 + g2) + b2)
         return self.site_out(a).squeeze(-1)
 
-    def expected_counts(self, z):
-        """Sum of the occupancy probabilities over the template of each
-        latent's most probable type: the field's own atom count, (B,)."""
-        h, type_logits, _ = self.heads(z)
-        stype = type_logits.argmax(dim=-1)
-        out = torch.zeros(z.shape[0], device=z.device)
+    def _logits_by_type(self, h, stype):
+        """Occupancy logits over the whole template of each latent's type:
+        yields (type, rows of the batch, their site indices (R, m_t),
+        float logits (R, m_t)), one type at a time."""
         for t in stype.unique().tolist():
             rows = (stype == t).nonzero().squeeze(-1)
             index = self.type_sites(t).expand(len(rows), -1)
             logits = self.site_logits(h[rows], stype[rows], index).float()
+            yield t, rows, index, logits
+
+    def expected_counts(self, z):
+        """Sum of the occupancy probabilities over the template of each
+        latent's most probable type: the field's own atom count, (B,)."""
+        h, type_logits, _ = self.heads(z)
+        out = torch.zeros(z.shape[0], device=z.device)
+        for _, rows, _, logits in self._logits_by_type(
+            h, type_logits.argmax(dim=-1)
+        ):
             out[rows] = torch.sigmoid(logits).sum(-1)
         return out
 
@@ -174,10 +182,7 @@ class SiteField(nn.Module):
         h, type_logits, log_nn = self.heads(z)
         stype = type_logits.argmax(dim=-1)
         positions = torch.zeros(z.shape[0], size, 3, device=z.device)
-        for t in stype.unique().tolist():
-            rows = (stype == t).nonzero().squeeze(-1)
-            index = self.type_sites(t).expand(len(rows), -1)
-            logits = self.site_logits(h[rows], stype[rows], index).float()
+        for t, rows, index, logits in self._logits_by_type(h, stype):
             for k, row in enumerate(rows.tolist()):
                 n = min(int(atoms[row]), self.counts[t], size)
                 top = logits[k].topk(n).indices

@@ -350,13 +350,29 @@ class StructureVAE(nn.Module):
         if atoms is None:
             atoms = self.count_atoms(z)
         if self.config.decoder in ("coordinates", "template"):
-            x = self.decode_positions(z, atoms).float()
-            sq = (x * x).sum(-1)
-            d2 = sq[:, :, None] + sq[:, None, :] - 2 * x @ x.transpose(-1, -2)
-            W = torch.exp(-d2.clamp(min=0) / (2 * self.config.sigma**2))
-        else:
-            h = self.decoder(z).squeeze(1)  # (B, size, size)
-            W = torch.relu(0.5 * (h + h.transpose(-1, -2)))
+            return self.positions_laplacian(
+                self.decode_positions(z, atoms), atoms
+            )
+        h = self.decoder(z).squeeze(1)  # (B, size, size)
+        return self._masked_laplacian(
+            torch.relu(0.5 * (h + h.transpose(-1, -2))), atoms
+        )
+
+    def positions_laplacian(self, x, atoms):
+        """The decoded Laplacians of positions from
+        :meth:`decode_positions`: ``W_ij = exp(-d_ij^2 / 2 sigma^2)``,
+        zero from row and column ``atoms`` on, ``L = diag(W 1) - W``.
+        What :meth:`decode` returns, for a caller that also needs the
+        positions (decoding them once)."""
+        x = x.float()
+        sq = (x * x).sum(-1)
+        d2 = sq[:, :, None] + sq[:, None, :] - 2 * x @ x.transpose(-1, -2)
+        W = torch.exp(-d2.clamp(min=0) / (2 * self.config.sigma**2))
+        return self._masked_laplacian(W, atoms)
+
+    def _masked_laplacian(self, W, atoms):
+        """``L = diag(W 1) - W`` of `W` with a zero diagonal and zero
+        rows and columns from ``atoms`` on."""
         n = W.shape[-1]
         index = torch.arange(n, device=W.device)
         real = (index < atoms.reshape(-1, 1).to(W.device)).to(W.dtype)

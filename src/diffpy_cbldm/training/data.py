@@ -311,7 +311,10 @@ def site_targets(dataset, arrays, templates, seed, k=SITES_PER_CLUSTER):
 
     from diffpy_cbldm.clusters.templates import site_targets as targets
 
+    from scipy.spatial import cKDTree
+
     offsets = np.cumsum([0] + [len(t) for t in templates])
+    trees = [cKDTree(t) for t in templates]
     shapes = _registered_shapes(dataset, arrays.rows)
     shape = dataset.array("shape_index")[arrays.rows]
     per_shape, missing = {}, 0
@@ -320,7 +323,9 @@ def site_targets(dataset, arrays, templates, seed, k=SITES_PER_CLUSTER):
         rng = np.random.default_rng(
             np.random.SeedSequence(seed, spawn_key=(s,))
         )
-        index, label, weight, lost = targets(sites, templates[t], k, rng)
+        index, label, weight, lost = targets(
+            sites, templates[t], k, rng, tree=trees[t]
+        )
         per_shape[s] = (index + offsets[t], label, weight)
         missing += lost
     if missing:

@@ -148,6 +148,17 @@ def _add_solve(sub):
         ),
     )
     p.add_argument(
+        "--type-guidance",
+        type=float,
+        default=None,
+        metavar="STRENGTH",
+        help=(
+            "guide the sampler towards the structure type the weights' "
+            "cluster estimator reads in the data (default 1.0; 0: "
+            "unguided)"
+        ),
+    )
+    p.add_argument(
         "--library",
         default=None,
         metavar="DATASET",
@@ -183,6 +194,7 @@ SUMMARY_FIELDS = (
     "raw_rw",
     "n_atoms",
     "formula",
+    "structure_type",
     "zoomscale",
     "adgp_residual",
     "merged_atoms",
@@ -223,7 +235,16 @@ def _run_solve(args):
         steps=args.steps,
         element=args.element,
         relax=False if args.no_relax else None,
+        type_guidance=args.type_guidance,
     )
+    estimate = candidates[0].info if candidates else {}
+    if estimate.get("count_estimate") is not None:
+        print(
+            f"cluster estimator: about {estimate['count_estimate']:.0f} "
+            f"atoms (ln n ± {estimate['count_estimate_width']:.2f}), "
+            f"{estimate['type_estimate']} "
+            f"(p = {estimate['type_estimate_probability']:.2f})"
+        )
     if args.library is not None:
         from diffpy_cbldm.library import LibraryGenerator
 
@@ -251,6 +272,7 @@ def _run_solve(args):
                 "raw_rw": f"{info.get('raw_rw', float('nan')):.4f}",
                 "n_atoms": len(result.atoms),
                 "formula": result.atoms.get_chemical_formula(),
+                "structure_type": info.get("structure_type") or "",
                 "zoomscale": f"{result.values['zoomscale'][0]:.4f}",
                 "adgp_residual": f"{info.get('adgp_residual', 0):.2e}",
                 "merged_atoms": info.get("merged_atoms", 0),

@@ -169,17 +169,20 @@ def _case_data(dataset, row):
     s = sample.settings[0]
     r = dataset.rgrid
     keep = r >= 0.5
-    return PDFData.from_arrays(
-        r[keep],
-        sample.pdf[0][keep].astype(float),
-        metadata={
-            "qmin": s.qmin,
-            "qmax": s.qmax,
-            "qdamp": s.qdamp,
-            "qbroad": s.qbroad,
-            "composition": sample.element,
-        },
-    ), sample
+    return (
+        PDFData.from_arrays(
+            r[keep],
+            sample.pdf[0][keep].astype(float),
+            metadata={
+                "qmin": s.qmin,
+                "qmax": s.qmax,
+                "qdamp": s.qdamp,
+                "qbroad": s.qbroad,
+                "composition": sample.element,
+            },
+        ),
+        sample,
+    )
 
 
 def evaluate(

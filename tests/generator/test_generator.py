@@ -346,3 +346,63 @@ def test_match_first_peak_recovers_the_scale_of_an_icosahedron(measured):
     # a single atom has no peak: returned as it is
     (one,) = match_first_peak([x[:1]], pdf, peak)
     np.testing.assert_array_equal(one, x[:1])
+
+
+# -- the cluster estimator ------------------------------------------------
+
+
+def test_estimator_readings_are_recorded(generator, measured):
+    from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
+
+    r, g, _ = measured
+    cands = generator.propose((r, g), n=3, seed=0, element="Au")
+    first = cands[0].info
+    assert first["count_estimate"] > 0 and first["count_estimate_width"] > 0
+    assert first["type_estimate"] in STRUCTURE_TYPES
+    assert 1 / len(STRUCTURE_TYPES) <= first["type_estimate_probability"] <= 1
+    for atoms in cands[1:]:
+        for key in ("count_estimate", "type_estimate"):
+            assert atoms.info[key] == first[key]
+
+
+def test_type_guidance_is_one_argument_away(generator, measured):
+    r, g, _ = measured
+    free = generator.propose(
+        (r, g), n=3, seed=0, element="Au", type_guidance=0
+    )
+    strong = generator.propose(
+        (r, g), n=3, seed=0, element="Au", type_guidance=5.0
+    )
+    assert len(free) == len(strong) == 3
+    # The same seed, other latents: guidance changed the sampling.
+    assert any(
+        len(a) != len(b) or not np.allclose(a.positions, b.positions)
+        for a, b in zip(free, strong)
+    )
+    with pytest.raises(ValueError, match="type_guidance must be a finite"):
+        generator.propose((r, g), n=1, element="Au", type_guidance=-1.0)
+
+
+def test_weights_without_an_estimator_still_work(
+    tiny_weights, measured, tmp_path
+):
+    """Weights made before the estimator existed: the count comes from
+    the condition, the sampler is not guided, the readings are None."""
+    import json
+    import shutil
+
+    from diffpy_cbldm import CbLDMGenerator
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_weights, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["files"]["cluster_estimator"]
+    (old / "cluster_estimator.safetensors").unlink()
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    gen = CbLDMGenerator.from_pretrained(old, device="cpu")
+    assert "cluster_estimator" not in gen.modules
+    r, g, _ = measured
+    cands = gen.propose((r, g), n=2, seed=0, element="Au")
+    assert len(cands) == 2
+    assert cands[0].info["count_estimate"] is None
+    assert cands[0].info["type_estimate"] is None

@@ -40,6 +40,7 @@ def tiny_model(model):
     """A CbLDMConfig of `model`'s conventions with tiny networks."""
     from diffpy_cbldm.model import (
         ConditionVAEConfig,
+        ClusterEstimatorConfig,
         DenoiserConfig,
         StructureVAEConfig,
     )
@@ -67,6 +68,7 @@ def tiny_model(model):
             norm_groups=8,
             attention_head_dim=8,
         ),
+        estimator=ClusterEstimatorConfig(channels=(8, 8), hidden=16),
     )
 
 

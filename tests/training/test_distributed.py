@@ -58,7 +58,7 @@ def test_two_processes_on_gloo_train_all_stages(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 process(es) on cpu" in done.stderr
-    for stage in ("condition", "structure", "diffusion"):
+    for stage in ("condition", "structure", "diffusion", "estimator"):
         state = load_checkpoint(out / stage / "last.pt")
         assert state["world_size"] == 2 and state["epoch"] == 2
         assert len(state["rng"]) == 2
@@ -67,7 +67,12 @@ def test_two_processes_on_gloo_train_all_stages(
         assert state["step"] == 2 * 5
         assert load_checkpoint(out / stage / "best.pt")["weights"]
     config, modules = load_weights(out / "weights")
-    assert set(modules) == {"condition_vae", "structure_vae", "denoiser"}
+    assert set(modules) == {
+        "condition_vae",
+        "structure_vae",
+        "denoiser",
+        "cluster_estimator",
+    }
 
 
 def _wait_for_step(path, step, process, timeout=300):

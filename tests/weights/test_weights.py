@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from diffpy_cbldm.conventions import Conventions
-from diffpy_cbldm.model.registry import build_modules
+from diffpy_cbldm.model.registry import MODULES, build_modules
 from diffpy_cbldm.pdf.settings import PDFSettings
 from diffpy_cbldm.weights import (
     WeightsError,
@@ -56,7 +56,7 @@ def saved(tmp_path, config, modules):
 def test_round_trip_is_bit_exact(saved, config, modules):
     loaded_config, loaded = load_weights(saved)
     assert loaded_config == config
-    assert set(loaded) == {"condition_vae", "structure_vae", "denoiser"}
+    assert set(loaded) == set(MODULES)
     for name, module in modules.items():
         original = module.state_dict()
         back = loaded[name].state_dict()
@@ -117,11 +117,7 @@ def test_files_are_readable_by_others(saved):
 
 def test_manifest_checksums_are_the_files(saved):
     manifest = read_manifest(saved)
-    assert set(manifest["files"]) == {
-        "condition_vae",
-        "structure_vae",
-        "denoiser",
-    }
+    assert set(manifest["files"]) == set(MODULES)
     for entry in manifest["files"].values():
         data = (saved / entry["path"]).read_bytes()
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()

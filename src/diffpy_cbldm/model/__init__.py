@@ -2,7 +2,9 @@
 
 ``ConditionVAE`` (PDF -> latent condition), ``StructureVAE`` (Laplacian
 <-> latent, prior conditioned on the PDF), ``LatentDenoiser`` (noise
-prediction in the latent space) and ``CbLDMPipeline`` (the samplers).
+prediction in the latent space), ``ClusterEstimator`` (PDF -> atom count
+and structure type)
+and ``CbLDMPipeline`` (the samplers).
 Names are imported lazily: importing this package does not import torch.
 """
 
@@ -12,6 +14,8 @@ _EXPORTS = {
     "CbLDMConfig": "diffpy_cbldm.model.config",
     "ConditionVAEConfig": "diffpy_cbldm.model.config",
     "StructureVAEConfig": "diffpy_cbldm.model.config",
+    "ClusterEstimatorConfig": "diffpy_cbldm.model.config",
+    "ClusterEstimator": "diffpy_cbldm.model.cluster_estimator",
     "DenoiserConfig": "diffpy_cbldm.model.config",
     "ConditionVAE": "diffpy_cbldm.model.condition_vae",
     "StructureVAE": "diffpy_cbldm.model.structure_vae",

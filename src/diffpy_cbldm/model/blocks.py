@@ -19,6 +19,7 @@ __all__ = [
     "Upsample2d",
     "gaussian_kl",
     "group_norm",
+    "log_n_nll",
     "reparameterize",
     "split_moments",
 ]
@@ -191,3 +192,11 @@ def gaussian_kl(mu_q, logvar_q, mu_p=None, logvar_p=None):
         - 1.0
         + (mu_q - mu_p) ** 2 * torch.exp(-logvar_p)
     )
+
+
+def log_n_nll(log_n, mean, logvar):
+    """Gaussian negative log-likelihood of ln n (an atom count) under
+    mean and log-variance, without its constant 0.5 ln(2 pi); computed
+    in float32."""
+    logvar = logvar.float()
+    return 0.5 * (logvar + (log_n - mean.float()) ** 2 / torch.exp(logvar))

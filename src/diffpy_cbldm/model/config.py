@@ -16,6 +16,7 @@ __all__ = [
     "BETA_SCHEDULES",
     "CbLDMConfig",
     "ConditionVAEConfig",
+    "ClusterEstimatorConfig",
     "DenoiserConfig",
     "StructureVAEConfig",
 ]
@@ -397,6 +398,53 @@ class DenoiserConfig:
 
 
 @dataclass(frozen=True)
+class ClusterEstimatorConfig:
+    """The cluster estimator: a normalised PDF -> mean and log-variance
+    of ln n and logits of the structure type
+    (:class:`diffpy_cbldm.model.cluster_estimator.ClusterEstimator`).
+
+    Attributes
+    ----------
+    n_points : int
+        Points of the PDF on the model's r-grid.
+    pool : int
+        Average-pooling factor applied first (5: 0.05 Å steps).
+    channels : tuple of int
+        Channels of the strided (length-halving) 1-D convolutions.
+    kernel : int
+        Kernel size of the convolutions (odd).
+    hidden : int
+        Width of the MLP head.
+    """
+
+    n_points: int = 3000
+    pool: int = 5
+    channels: tuple[int, ...] = (32, 64, 64, 64)
+    kernel: int = 9
+    hidden: int = 256
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        for name in ("n_points", "pool", "kernel", "hidden"):
+            _check_positive_int(owner, name, getattr(self, name))
+        _check_channels(owner, "channels", self.channels)
+        if self.kernel % 2 == 0:
+            raise ValueError(f"{owner}.kernel must be odd, got {self.kernel}")
+        if self.n_points % self.pool:
+            raise ValueError(
+                f"{owner}: n_points={self.n_points} must be divisible by "
+                f"pool={self.pool}"
+            )
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return _from_dict(cls, d)
+
+
+@dataclass(frozen=True)
 class CbLDMConfig:
     """The whole model: three networks, conventions and noise schedule.
 
@@ -404,6 +452,10 @@ class CbLDMConfig:
     ----------
     condition, structure, denoiser
         Configurations of the three networks.
+    estimator : ClusterEstimatorConfig
+        The cluster estimator, a fourth, small network that reads the
+        PDF (weights made before it existed load with its default here
+        and have no ``cluster_estimator`` module).
     conventions : Conventions
         Data conventions (r-grid, normalisation, sigma, atom order...).
     num_train_timesteps : int
@@ -420,6 +472,9 @@ class CbLDMConfig:
     condition: ConditionVAEConfig = field(default_factory=ConditionVAEConfig)
     structure: StructureVAEConfig = field(default_factory=StructureVAEConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    estimator: ClusterEstimatorConfig = field(
+        default_factory=ClusterEstimatorConfig
+    )
     conventions: Conventions = field(default_factory=Conventions)
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
@@ -446,6 +501,12 @@ class CbLDMConfig:
             (
                 "condition.n_points",
                 c.n_points,
+                "conventions r-grid points",
+                self.conventions.n_points,
+            ),
+            (
+                "estimator.n_points",
+                self.estimator.n_points,
                 "conventions r-grid points",
                 self.conventions.n_points,
             ),
@@ -499,6 +560,7 @@ class CbLDMConfig:
             "condition": self.condition.to_dict(),
             "structure": self.structure.to_dict(),
             "denoiser": self.denoiser.to_dict(),
+            "estimator": self.estimator.to_dict(),
             "conventions": self.conventions.to_dict(),
             "num_train_timesteps": self.num_train_timesteps,
             "beta_schedule": self.beta_schedule,
@@ -524,6 +586,7 @@ class CbLDMConfig:
             "condition": ConditionVAEConfig,
             "structure": StructureVAEConfig,
             "denoiser": DenoiserConfig,
+            "estimator": ClusterEstimatorConfig,
             "conventions": Conventions,
         }
         kwargs = dict(d)

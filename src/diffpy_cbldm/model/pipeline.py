@@ -28,6 +28,17 @@ marginal of ``x_t1`` when ``x0*`` is right (see ``docs/theory_model.rst``;
 Alg. 4 line 3 of the paper diffuses ``x0*`` to ``t1`` first, which breaks
 that property).
 
+Any of them can be guided towards a structure type (``target_types``):
+at every step the clean sample the denoiser implies, ``x0 = (x_t -
+sqrt(1 - abar) eps) / sqrt(abar)``, is moved down the gradient of the
+structure VAE's type cross-entropy for the target type by
+``type_guidance`` (in latent units per unit of gradient), clipped to
+``[-PRIOR_CLIP, PRIOR_CLIP]``, and the step is taken with the noise
+estimate that this corrected ``x0`` implies. This is guidance of the
+clean-sample estimate with the decoder's own type head as the
+classifier (in the spirit of Dhariwal & Nichol's classifier guidance,
+whose classifier reads ``x_t``); it needs no training.
+
 Step indices follow diffusers: the state "at step t" has been noised with
 ``abar_t = alphas_cumprod[t]``, t in [0, T); stepping at t = 0 returns
 the clean sample.
@@ -49,6 +60,7 @@ __all__ = [
     "PRIOR_CLIP",
     "SAMPLERS",
     "blend_prior",
+    "guide_clean_estimate",
     "make_scheduler",
 ]
 
@@ -178,6 +190,51 @@ def blend_prior(x0_prior, x_t2, alpha_bar_t1, alpha_bar_t2):
     return a * x0_prior + u * x_t2
 
 
+def guide_clean_estimate(
+    structure_vae, x, eps, alpha_bar, target_types, scale, latent_scale=1.0
+):
+    """Noise estimate whose clean sample is guided towards a type.
+
+    Parameters
+    ----------
+    structure_vae : StructureVAE
+        With the template decoder (its type head is the classifier).
+    x : torch.Tensor, shape (B, lc, 16, 16)
+        The state at this step, in diffusion units.
+    eps : torch.Tensor
+        The denoiser's noise estimate for `x`.
+    alpha_bar : float
+        ``abar_t`` of this step.
+    target_types : torch.Tensor of int, shape (B,)
+        Indices into ``STRUCTURE_TYPES``.
+    scale : float
+        Step down the gradient of the type cross-entropy, in latent
+        units per unit of gradient; 0 returns `eps`.
+    latent_scale : float
+        Diffusion units per latent unit.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(x - sqrt(abar) x0') / sqrt(1 - abar)`` with ``x0'`` the guided
+        clean estimate, clipped to ``[-PRIOR_CLIP, PRIOR_CLIP]``.
+    """
+    if scale == 0:
+        return eps
+    root, rest = math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar)
+    x0 = (x - rest * eps) / root
+    with torch.enable_grad():
+        z = (x0 / latent_scale).detach().requires_grad_(True)
+        logits = structure_vae.type_logits(z).float()
+        loss = torch.nn.functional.cross_entropy(
+            logits, target_types.to(logits.device), reduction="sum"
+        )
+        (gradient,) = torch.autograd.grad(loss, z)
+    x0 = x0 - scale * latent_scale * gradient.to(x0.dtype)
+    x0 = x0.clamp(-PRIOR_CLIP, PRIOR_CLIP)
+    return (x - root * x0) / rest
+
+
 def _check_count(name, value, allow_none=False):
     if value is None and allow_none:
         return
@@ -269,13 +326,27 @@ class CbLDMPipeline:
         _check_count("steps", steps, allow_none=True)
         return sampler, kind, steps, t1, t2
 
-    def _step_through(self, scheduler, x, z_c, timesteps, generator):
-        """Apply ``scheduler.step`` at each of `timesteps` in turn."""
+    def _step_through(
+        self, scheduler, x, z_c, timesteps, generator, guide=None
+    ):
+        """Apply ``scheduler.step`` at each of `timesteps` in turn, the
+        noise estimates corrected by :func:`guide_clean_estimate` when
+        `guide` is ``(target_types, type_guidance)``."""
+        abar = scheduler.alphas_cumprod
         for t in timesteps:
             t_batch = torch.full(
                 (x.shape[0],), int(t), dtype=torch.long, device=x.device
             )
             eps = self.denoiser(x, t_batch, z_c)
+            if guide is not None:
+                eps = guide_clean_estimate(
+                    self.structure_vae,
+                    x,
+                    eps,
+                    float(abar[int(t)]),
+                    *guide,
+                    latent_scale=self.config.latent_scale,
+                )
             x = scheduler.step(eps, int(t), x, generator=generator).prev_sample
         return x
 
@@ -331,6 +402,8 @@ class CbLDMPipeline:
         t1=None,
         t2=None,
         generator=None,
+        target_types=None,
+        type_guidance=0.0,
     ):
         """Draw latents for each condition.
 
@@ -354,6 +427,13 @@ class CbLDMPipeline:
             :data:`DEFAULT_T1`, :data:`DEFAULT_T2`.
         generator : torch.Generator, optional
             Makes the result reproducible.
+        target_types : torch.Tensor of int, shape (B,), optional
+            A structure type per condition (indices into
+            ``STRUCTURE_TYPES``) to guide the sampler towards (module
+            docstring); needs the template decoder.
+        type_guidance : float
+            Strength of that guidance, >= 0; 0 (default) samples
+            unguided.
 
         Returns
         -------
@@ -370,6 +450,27 @@ class CbLDMPipeline:
             raise ValueError(
                 f"z_c must hold conditions of {cfg.condition.condition_dim} "
                 f"values, shape (B, 2, 125), got {tuple(z_c.shape)}"
+            )
+        if not (
+            isinstance(type_guidance, (int, float))
+            and math.isfinite(type_guidance)
+            and type_guidance >= 0
+        ):
+            raise ValueError(
+                f"type_guidance must be a finite number >= 0, got "
+                f"{type_guidance!r}"
+            )
+        guide = None
+        if target_types is not None and type_guidance > 0:
+            target_types = torch.as_tensor(target_types, device=z_c.device)
+            if target_types.shape != (z_c.shape[0],):
+                raise ValueError(
+                    f"target_types must hold one type per condition, "
+                    f"shape ({z_c.shape[0]},), got {tuple(target_types.shape)}"
+                )
+            guide = (
+                target_types.repeat_interleave(n_per_condition),
+                float(type_guidance),
             )
         device = z_c.device
         gen_device = generator.device if generator is not None else device
@@ -391,7 +492,7 @@ class CbLDMPipeline:
                     " distinct ones)"
                 )
             x = self._step_through(
-                scheduler, x, z_c, scheduler.timesteps, generator
+                scheduler, x, z_c, scheduler.timesteps, generator, guide
             )
             return x / cfg.latent_scale
 
@@ -399,7 +500,7 @@ class CbLDMPipeline:
         scheduler = make_scheduler(kind, cfg)
         scheduler.set_timesteps(timesteps=first)
         # Stepping at every listed step but the last lands on step t2.
-        x = self._step_through(scheduler, x, z_c, first[:-1], generator)
+        x = self._step_through(scheduler, x, z_c, first[:-1], generator, guide)
         if t1 < t2:
             abar = scheduler.alphas_cumprod
             mu_p, logvar_p = self.structure_vae.prior(z_c)
@@ -410,7 +511,7 @@ class CbLDMPipeline:
             x = blend_prior(x0_prior, x, abar[t1], abar[t2]).to(x.dtype)
         scheduler = make_scheduler(kind, cfg)
         scheduler.set_timesteps(timesteps=second)
-        x = self._step_through(scheduler, x, z_c, second, generator)
+        x = self._step_through(scheduler, x, z_c, second, generator, guide)
         return x / cfg.latent_scale
 
     @torch.no_grad()

@@ -1,6 +1,7 @@
-"""The three networks by the names weights files and training use."""
+"""The networks by the names weights files and training use."""
 
 from diffpy_cbldm.model.condition_vae import ConditionVAE
+from diffpy_cbldm.model.cluster_estimator import ClusterEstimator
 from diffpy_cbldm.model.denoiser import LatentDenoiser
 from diffpy_cbldm.model.structure_vae import StructureVAE
 
@@ -10,6 +11,7 @@ MODULES = {
     "condition_vae": (ConditionVAE, "condition"),
     "structure_vae": (StructureVAE, "structure"),
     "denoiser": (LatentDenoiser, "denoiser"),
+    "cluster_estimator": (ClusterEstimator, "estimator"),
 }
 """Module name -> (class, field of CbLDMConfig holding its config)."""
 
@@ -21,7 +23,7 @@ def build_modules(config, names=None):
     ----------
     config : CbLDMConfig
     names : iterable of str, optional
-        Subset of :data:`MODULES` to build; all three by default.
+        Subset of :data:`MODULES` to build; all of them by default.
 
     Returns
     -------

@@ -38,6 +38,7 @@ from diffpy_cbldm.model.blocks import (
     Upsample2d,
     gaussian_kl,
     group_norm,
+    log_n_nll,
     reparameterize,
     split_moments,
 )
@@ -76,13 +77,6 @@ def atom_counts(L):
 def laplacian_from_adjacency(W):
     """``L = diag(W 1) - W`` for (B, N, N) weights with zero diagonal."""
     return torch.diag_embed(W.sum(dim=-1)) - W
-
-
-def _log_n_nll(log_n, mean, logvar):
-    """Negative log-likelihood of ln n under the count prior's Gaussian,
-    without its constant 0.5 ln(2 pi); computed in float32."""
-    logvar = logvar.float()
-    return 0.5 * (logvar + (log_n - mean.float()) ** 2 / torch.exp(logvar))
 
 
 class StructureVAE(nn.Module):
@@ -262,14 +256,17 @@ class StructureVAE(nn.Module):
         h = self.count_prior_head(z_c.reshape(z_c.shape[0], -1))
         return h[:, 0], h[:, 1].clamp(-10.0, 5.0)
 
-    def count_log_probs(self, z, z_c=None):
+    def count_log_probs(self, z, z_c=None, *, prior=None):
         """Log-probabilities of 1 ... size atoms, (B, size).
 
         The latent's count distribution alone, or, given the latent
         conditions `z_c` (one per latent) and a network with
         ``config.count_prior``, the normalised product of the latent's and
         the condition's count distributions (the condition's Gaussian in
-        ln n evaluated at n = 1 ... size). The latent's distribution is
+        ln n evaluated at n = 1 ... size). `prior`, the mean and
+        log-variance of ln n from elsewhere (each (B,), e.g. the
+        :class:`~diffpy_cbldm.model.cluster_estimator.ClusterEstimator`),
+        takes the condition's place. The latent's distribution is
         its count head's, except with the template decoder: there it is a
         Gaussian in ln n of width :data:`FIELD_COUNT_WIDTH` about the
         site field's expected count
@@ -290,16 +287,19 @@ class StructureVAE(nn.Module):
             )
         else:
             logp = torch.log_softmax(self.count_logits(z).float(), dim=-1)
-        if z_c is None or not self.config.count_prior:
+        if prior is not None:
+            mean, logvar = prior
+        elif z_c is None or not self.config.count_prior:
             return logp
-        mean, logvar = self.count_prior(z_c)
-        nll = _log_n_nll(log_n[None], mean[:, None], logvar[:, None])
+        else:
+            mean, logvar = self.count_prior(z_c)
+        nll = log_n_nll(log_n[None], mean[:, None], logvar[:, None])
         return torch.log_softmax(logp - nll, dim=-1)
 
-    def count_atoms(self, z, z_c=None):
+    def count_atoms(self, z, z_c=None, *, prior=None):
         """Most probable number of atoms of each latent, (B,) long
         (:meth:`count_log_probs`)."""
-        return self.count_log_probs(z, z_c).argmax(dim=-1) + 1
+        return self.count_log_probs(z, z_c, prior=prior).argmax(dim=-1) + 1
 
     def decode_positions(self, z, atoms=None):
         """Positions in Å, (B, size, 3), rows from the atom count on are
@@ -321,15 +321,20 @@ class StructureVAE(nn.Module):
         x = self.decoder(z.reshape(z.shape[0], -1))
         return self.config.sigma * x.reshape(z.shape[0], self.config.size, 3)
 
-    def structure_types(self, z):
-        """Most probable structure type of each latent (template decoder),
-        (B,) long, indices into ``STRUCTURE_TYPES``."""
+    def type_logits(self, z):
+        """Structure-type logits of each latent (template decoder), (B, 7)
+        in the order of ``STRUCTURE_TYPES``; differentiable in `z`."""
         if self.config.decoder != "template":
             raise ValueError(
                 "only the template decoder decodes a structure type, this "
                 f"network has decoder={self.config.decoder!r}"
             )
-        return self.decoder.heads(z)[1].argmax(dim=-1)
+        return self.decoder.heads(z)[1]
+
+    def structure_types(self, z):
+        """Most probable structure type of each latent (template decoder),
+        (B,) long, indices into ``STRUCTURE_TYPES``."""
+        return self.type_logits(z).argmax(dim=-1)
 
     def decode(self, z, atoms=None):
         """Laplacians from latents, (B, lc, 16, 16) -> (B, size, size).
@@ -483,7 +488,7 @@ class StructureVAE(nn.Module):
         if self.config.count_prior:
             mean, lv = self.count_prior(z_c)
             log_n = torch.log(atoms.clamp(min=1).float())
-            out["count_prior"] = _log_n_nll(log_n, mean, lv).mean()
+            out["count_prior"] = log_n_nll(log_n, mean, lv).mean()
         weights = {
             "count": self.config.count_weight,
             "count_prior": self.config.count_weight,

@@ -29,8 +29,9 @@ def add_train_arguments(parser):
         "--stage",
         default="all",
         choices=TRAIN_STAGES,
-        help="stage to train: condition (1), structure (2), diffusion (3) "
-        "or all three in order (default)",
+        help="stage to train: condition (1), structure (2), diffusion (3), "
+        "estimator (4, the cluster estimator) or all four in order "
+        "(default)",
     )
     parser.add_argument(
         "--out", required=True, help="output folder of the run"
@@ -163,7 +164,8 @@ def main(argv=None):
     """``python -m diffpy_cbldm.training.cli``: ``cbldm train`` alone."""
     parser = argparse.ArgumentParser(
         prog="python -m diffpy_cbldm.training.cli",
-        description="Train CbLDM (the three stages of the paper).",
+        description="Train CbLDM (the three stages of the paper and the "
+        "cluster estimator).",
     )
     add_train_arguments(parser)
     args = parser.parse_args(argv)

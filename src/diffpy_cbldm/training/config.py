@@ -24,7 +24,7 @@ __all__ = [
     "config_differences",
 ]
 
-STAGES = ("condition", "structure", "diffusion")
+STAGES = ("condition", "structure", "diffusion", "estimator")
 """The three training stages in the order they run (Alg. 1-3)."""
 
 OPTIMIZERS = ("adamw", "adan")
@@ -299,7 +299,7 @@ def _default_model():
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything a three-stage CbLDM training run depends on.
+    """Everything a CbLDM training run depends on.
 
     Attributes
     ----------
@@ -312,6 +312,9 @@ class RunConfig:
         on Laplacians, Alg. 2).
     diffusion : DiffusionTrainConfig
         Stage 3 (latent denoiser, Alg. 3).
+    estimator : TrainConfig
+        Stage 4, the cluster estimator (PDF -> atom count and structure
+        type); it needs only the training set, not the other stages.
     split : {"shape", "random"}
         Which split of the training set to use: "shape" (the set's
         train/val/test split by cluster shape) or "random" (the paper's
@@ -331,6 +334,11 @@ class RunConfig:
     )
     diffusion: DiffusionTrainConfig = field(
         default_factory=lambda: DiffusionTrainConfig(epochs=12, lr=5e-4)
+    )
+    estimator: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=40, batch_size=64, lr=1e-3, weight_decay=1e-4
+        )
     )
     split: str = "shape"
 
@@ -402,6 +410,7 @@ _STAGE_CLASSES = {
     "condition": VAETrainConfig,
     "structure": VAETrainConfig,
     "diffusion": DiffusionTrainConfig,
+    "estimator": TrainConfig,
 }
 
 

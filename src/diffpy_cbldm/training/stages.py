@@ -1,5 +1,5 @@
-"""The three CbLDM training stages (paper, section 3.2, Alg. 1-3) and
-:func:`train`, which runs them.
+"""The CbLDM training stages (paper, section 3.2, Alg. 1-3, and the
+cluster estimator) and :func:`train`, which runs them.
 
 Output folder layout::
 
@@ -7,7 +7,8 @@ Output folder layout::
     OUT/condition/           stage 1: last.pt, best.pt, losses.csv/.png
     OUT/structure/           stage 2: the same
     OUT/diffusion/           stage 3: the same, and latents.pt
-    OUT/weights/             the exported weights (after stage 3)
+    OUT/estimator/           stage 4: the same
+    OUT/weights/             the exported weights (after stage 3 or 4)
 
 Stage 1 trains the condition VAE on normalised PDFs. Stage 2 trains the
 structure VAE on Laplacians, computed on the fly from the stored
@@ -15,7 +16,11 @@ coordinates, with the latent condition ``z_c`` (the posterior mean) of
 the frozen stage-1 EMA weights. Stage 3 encodes every training pair once
 with the frozen stage-2 EMA encoder to its posterior ``N(mu, var)``
 (cached in ``latents.pt``) and trains the denoiser on ``latent_scale *
-z0`` with ``z0`` drawn from that posterior at every step.
+z0`` with ``z0`` drawn from that posterior at every step. Stage 4 trains
+the cluster estimator on normalised PDFs, atom counts and structure
+types; it depends on no other stage. The weights are exported once
+stages 1-3 are done, with the cluster estimator when stage 4 is done
+too.
 """
 
 import json
@@ -61,13 +66,26 @@ LATENTS_FILE = "latents.pt"
 _MODEL_PARTS = {
     "condition": ("condition", "conventions"),
     "structure": ("condition", "structure", "conventions"),
-    "diffusion": None,  # all of it
+    "diffusion": (
+        "condition",
+        "structure",
+        "denoiser",
+        "conventions",
+        "num_train_timesteps",
+        "beta_schedule",
+        "latent_scale",
+    ),
+    "estimator": ("estimator", "conventions"),
 }
 _NETWORK = {
     "condition": "condition_vae",
     "structure": "structure_vae",
     "diffusion": "denoiser",
+    "estimator": "cluster_estimator",
 }
+# The networks every exported set holds; the cluster estimator is added
+# when its stage is done.
+_EXPORTED = ("condition", "structure", "diffusion")
 # Batch of the frozen networks when they encode the whole set.
 _ENCODE_BATCH = 256
 # spawn_key purpose of the initial weights of each stage's network.
@@ -92,10 +110,7 @@ def stage_settings(config, stage):
         parts of the model configuration.
     """
     full = json.loads(json.dumps(config.to_dict()))
-    parts = _MODEL_PARTS[stage]
-    model = full["model"]
-    if parts is not None:
-        model = {k: model[k] for k in parts}
+    model = {k: full["model"][k] for k in _MODEL_PARTS[stage]}
     return {"split": full["split"], stage: full[stage], "model": model}
 
 
@@ -347,6 +362,39 @@ def _condition_task(config, splits, device):
     )
 
 
+def _estimator_task(config, splits, device, dataset):
+    import numpy as np
+    import torch
+
+    from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
+
+    net = _new_network(config, "estimator", device)
+    # The training set's type indices, in the networks' type order.
+    order = np.array(
+        [STRUCTURE_TYPES.index(t) for t in dataset.structure_types]
+    )
+    stored = dataset.array("structure_type")
+
+    def pairs(arrays):
+        stype = torch.as_tensor(order[stored[arrays.rows]], dtype=torch.long)
+        return PairDataset(
+            arrays.n_draws,
+            per_structure={"natoms": arrays.natoms, "stype": stype},
+            per_pair={"pdf": arrays.pdf},
+        )
+
+    def loss(net, batch, kl_weight):
+        return net.loss(batch["pdf"], batch["natoms"], batch["stype"])
+
+    return StageTask(
+        name="estimator",
+        net=net,
+        train_data=pairs(splits[0]),
+        val_data=pairs(splits[1]),
+        loss=loss,
+    )
+
+
 def _structure_task(config, splits, cvae, device, dataset):
     import torch
 
@@ -471,20 +519,27 @@ def _diffusion_task(config, latents, scale, device):
     )
 
 
-def _export(out_dir, config, scale, data_hash, data_name):
-    """Write the three best EMA networks with ``save_weights``."""
+def _export(out_dir, config, data_hash, data_name):
+    """Write the best EMA networks with ``save_weights``: stages 1-3,
+    and the cluster estimator when stage 4 is done. The latent scale is
+    the one stage 3 trained with (its checkpoint keeps it)."""
+    import dataclasses
+
     from diffpy_cbldm.model import build_modules
     from diffpy_cbldm.model.pipeline import DEFAULT_T1, DEFAULT_T2
     from diffpy_cbldm.weights import save_weights
 
-    model_config = config.model
-    if config.diffusion.fit_latent_scale:
-        import dataclasses
-
-        model_config = dataclasses.replace(model_config, latent_scale=scale)
+    stages = list(_EXPORTED)
+    if (out_dir / "estimator" / BEST).is_file():
+        stages.append("estimator")
+    states = {
+        stage: load_checkpoint(out_dir / stage / BEST) for stage in stages
+    }
+    model_config = dataclasses.replace(
+        config.model, latent_scale=states["diffusion"]["latent_scale"]
+    )
     modules, metrics = {}, {}
-    for stage in STAGES:
-        state = load_checkpoint(out_dir / stage / BEST)
+    for stage, state in states.items():
         name = _NETWORK[stage]
         net = build_modules(model_config, [name])[name]
         net.load_state_dict(state["weights"])
@@ -530,6 +585,8 @@ def _run(stage, dataset, out_dir, config, ctx, resume, progress):
     device = ctx.device
     if stage == "condition":
         task = _condition_task(config, splits, device)
+    elif stage == "estimator":
+        task = _estimator_task(config, splits, device, dataset)
     else:
         cvae, c_hash, _ = _load_frozen(
             out_dir, "condition", config, data_hash, device
@@ -573,12 +630,11 @@ def _run(stage, dataset, out_dir, config, ctx, resume, progress):
         resume=resume,
         progress=progress,
     )
-    if stage == "diffusion":
+    done = all((out_dir / s / BEST).is_file() for s in _EXPORTED)
+    if stage in ("diffusion", "estimator") and done:
         path = None
         if ctx.is_main:
-            path = _export(
-                out_dir, config, scale, data_hash, dataset.path.name
-            )
+            path = _export(out_dir, config, data_hash, dataset.path.name)
         ctx.barrier()
         return Path(path) if path else out_dir / WEIGHTS_DIR
     return stage_dir / BEST
@@ -594,7 +650,7 @@ def train(
     progress=True,
     device=None,
 ):
-    """Train CbLDM: one stage, or all three in order.
+    """Train CbLDM: one stage, or all four in order.
 
     Run it as it is for one process, or under ``torchrun`` for several
     (one per GPU, or CPU processes on the gloo backend): each process
@@ -603,10 +659,11 @@ def train(
 
     Parameters
     ----------
-    stage : {"condition", "structure", "diffusion", "all"}
+    stage : {"condition", "structure", "diffusion", "estimator", "all"}
         "condition" (Alg. 1), "structure" (Alg. 2, needs stage 1 in
-        `out_dir`), "diffusion" (Alg. 3, needs stages 1 and 2), or "all"
-        three in order.
+        `out_dir`), "diffusion" (Alg. 3, needs stages 1 and 2),
+        "estimator" (the cluster estimator, needs no other stage), or
+        "all" four in order.
     data : path-like
         The training set (``cbldm dataset build``).
     out_dir : path-like
@@ -625,8 +682,9 @@ def train(
     Returns
     -------
     pathlib.Path
-        The exported weights folder (``OUT/weights``) for "diffusion" and
-        "all"; the stage's ``best.pt`` otherwise.
+        The exported weights folder (``OUT/weights``) for "diffusion",
+        "estimator" and "all" once stages 1-3 are done; the stage's
+        ``best.pt`` otherwise.
 
     Raises
     ------

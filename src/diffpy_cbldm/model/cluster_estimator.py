@@ -104,9 +104,9 @@ class ClusterEstimator(nn.Module):
         dict of scalar tensors
             ``count`` (Gaussian NLL of ln n without its constant, per
             cluster), ``type`` (cross-entropy), ``loss`` (their sum), and,
-            not differentiated, ``abs_error`` (the mean absolute error of ln n),
-            ``within_10pct`` (share of means within 10 % of the count)
-            and ``type_accuracy``.
+            not differentiated, ``abs_error`` (the mean absolute error of
+            ln n), ``within_10pct`` (share of means within 10 % of the
+            count) and ``type_accuracy``.
         """
         mean, logvar, logits = self(pdf)
         log_n = torch.log(natoms.float())

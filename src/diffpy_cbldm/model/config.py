@@ -446,12 +446,12 @@ class ClusterEstimatorConfig:
 
 @dataclass(frozen=True)
 class CbLDMConfig:
-    """The whole model: three networks, conventions and noise schedule.
+    """The whole model: four networks, conventions and noise schedule.
 
     Attributes
     ----------
     condition, structure, denoiser
-        Configurations of the three networks.
+        Configurations of the paper's three networks.
     estimator : ClusterEstimatorConfig
         The cluster estimator, a fourth, small network that reads the
         PDF (weights made before it existed load with its default here

@@ -1,7 +1,8 @@
 """Sampling: the CbLDM pipeline over ordinary diffusers schedulers.
 
-The pipeline wires the three networks to a scheduler and owns no maths of
-its own except the paper's Eq. (8). Four samplers are one argument apart:
+The pipeline wires the paper's three networks to a scheduler and owns no
+maths of its own except the paper's Eq. (8). Four samplers are one
+argument apart:
 
 ``"ddpm"``
     The plain ancestral reverse process, every one of the T steps by

@@ -1,6 +1,7 @@
-"""Training CbLDM: the three stages of the paper (Alg. 1-3).
+"""Training CbLDM: the three stages of the paper (Alg. 1-3) and the
+cluster estimator.
 
-``train(stage, data, out_dir, config)`` runs one stage or all three, in
+``train(stage, data, out_dir, config)`` runs one stage or all four, in
 one process or under ``torchrun``; checkpoints resume to the same
 weights as an uninterrupted run. Names are imported lazily: importing
 this package does not import torch.

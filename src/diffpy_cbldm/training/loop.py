@@ -1,11 +1,11 @@
-"""The epoch loop shared by the three stages: optimiser, learning-rate
+"""The epoch loop shared by the training stages: optimiser, learning-rate
 schedule, EMA, mixed precision, validation, checkpoints, loss curves and
 resuming.
 
 A stage hands :func:`run_stage` a :class:`StageTask`: the network to
 train, its training and validation pairs, and a loss function. Everything
 else (and every file in the stage folder) is handled here, identically
-for the three stages.
+for every stage.
 """
 
 import logging

@@ -282,6 +282,22 @@ def match_first_peak(clusters, pdf, nn, element="Au"):
     return out
 
 
+def _warn_beyond_range(estimate, max_atoms, pdf):
+    """Log when the cluster estimator reads more atoms than the model
+    generates: it extrapolates then, and its width means little."""
+    n = estimate["info"]["count_estimate"]
+    if n > max_atoms:
+        logger.warning(
+            "%s: the cluster estimator reads about %.0f atoms, more than "
+            "the %d of the largest training cluster; candidates stop at "
+            "%d atoms (a particle larger than the model knows)",
+            _name(pdf),
+            n,
+            max_atoms,
+            max_atoms,
+        )
+
+
 def rank_results(results):
     """Refinement results sorted by Rw, best first."""
     return sorted(results, key=lambda res: res.rw)
@@ -517,6 +533,7 @@ class CbLDMGenerator:
                 )
             prior = None
             if estimate:
+                _warn_beyond_range(estimate, self.conventions.max_atoms, pdf)
                 prior = (
                     estimate["mean"].expand(len(latents)),
                     estimate["logvar"].expand(len(latents)),

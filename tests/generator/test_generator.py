@@ -406,3 +406,20 @@ def test_weights_without_an_estimator_still_work(
     assert len(cands) == 2
     assert cands[0].info["count_estimate"] is None
     assert cands[0].info["type_estimate"] is None
+
+
+def test_a_count_beyond_the_model_is_flagged(caplog):
+    """JQ_S1.gr reads as about 374 atoms with the shipped weights: the
+    user is told that candidates stop at the model's 256."""
+    import logging
+
+    from diffpy_cbldm.generator import _warn_beyond_range
+
+    pdf = PDFData.from_arrays(np.linspace(0.5, 20, 50), np.ones(50))
+    with caplog.at_level(logging.WARNING, logger="diffpy_cbldm.generator"):
+        _warn_beyond_range({"info": {"count_estimate": 200.0}}, 256, pdf)
+        assert not caplog.records
+        _warn_beyond_range({"info": {"count_estimate": 374.2}}, 256, pdf)
+    (record,) = caplog.records
+    assert "about 374 atoms" in record.getMessage()
+    assert "stop at 256 atoms" in record.getMessage()

@@ -486,6 +486,15 @@ class CbLDMGenerator:
             raise ValueError(f"n must be at least 1, got {n}")
         if type_guidance is None:
             type_guidance = TYPE_GUIDANCE
+        if isinstance(type_guidance, bool) or not (
+            isinstance(type_guidance, (int, float))
+            and np.isfinite(type_guidance)
+            and type_guidance >= 0
+        ):
+            raise ValueError(
+                "type_guidance must be a finite number >= 0, got "
+                f"{type_guidance!r}"
+            )
         pdf = as_pdf_data(data)
         element = _element(pdf, element)
         x = self.model_input(pdf)

@@ -406,6 +406,8 @@ def test_weights_without_an_estimator_still_work(
     assert len(cands) == 2
     assert cands[0].info["count_estimate"] is None
     assert cands[0].info["type_estimate"] is None
+    with pytest.raises(ValueError, match="type_guidance must be a finite"):
+        gen.propose((r, g), n=1, element="Au", type_guidance=float("inf"))
 
 
 def test_a_count_beyond_the_model_is_flagged(caplog):

@@ -43,12 +43,12 @@ def estimator_alone(gen, dataset):
     import torch
 
     from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
-    from diffpy_cbldm.training.data import load_split
+    from diffpy_cbldm.training.data import load_split, structure_type_codes
 
     val = load_split(dataset, "val", "shape", gen.conventions)
-    order = [STRUCTURE_TYPES.index(t) for t in dataset.structure_types]
-    stored = dataset.array("structure_type")[val.rows]
-    truth_type = np.repeat(np.array(order)[stored], val.n_draws)
+    truth_type = np.repeat(
+        structure_type_codes(dataset, val.rows).numpy(), val.n_draws
+    )
     truth_n = np.repeat(val.natoms.numpy(), val.n_draws)
     with torch.no_grad():
         mean, _, logits = gen.modules["cluster_estimator"](

@@ -252,6 +252,8 @@ def match_first_peak(clusters, pdf, nn, element="Au"):
         Scaled about each centroid; clusters of fewer than two atoms, or
         whose G(r) has no first peak in the window, only by the median.
     """
+    from ase import Atoms
+
     from diffpy_cbldm.clusters.relax import scale_to_nn
     from diffpy_cbldm.pdf.debye import DebyePDFCalculator
     from diffpy_cbldm.pdf.peaks import NN_RANGE, first_peak
@@ -266,8 +268,6 @@ def match_first_peak(clusters, pdf, nn, element="Au"):
         biso=8 * np.pi**2 * DEFAULTS["uiso"],
         **settings,
     )
-    from ase import Atoms
-
     rc, gc = calc.batch([Atoms(f"{element}{len(x)}", positions=x) for x in xs])
     out = []
     for x, g in zip(xs, gc):
@@ -486,15 +486,6 @@ class CbLDMGenerator:
             raise ValueError(f"n must be at least 1, got {n}")
         if type_guidance is None:
             type_guidance = TYPE_GUIDANCE
-        if isinstance(type_guidance, bool) or not (
-            isinstance(type_guidance, (int, float))
-            and np.isfinite(type_guidance)
-            and type_guidance >= 0
-        ):
-            raise ValueError(
-                "type_guidance must be a finite number >= 0, got "
-                f"{type_guidance!r}"
-            )
         pdf = as_pdf_data(data)
         element = _element(pdf, element)
         x = self.model_input(pdf)
@@ -519,12 +510,11 @@ class CbLDMGenerator:
         with torch.no_grad():
             z_c = self.modules["condition_vae"].condition(g)
             estimate = self._estimate(g)
-            guide = {}
+            # sample_latents checks type_guidance whether or not there
+            # is a type to guide towards.
+            guide = {"type_guidance": type_guidance}
             if estimate and svae.config.decoder == "template":
-                guide = dict(
-                    target_types=estimate["type_logits"].argmax(dim=-1),
-                    type_guidance=type_guidance,
-                )
+                guide["target_types"] = estimate["type_logits"].argmax(dim=-1)
             latents = self.pipeline.sample_latents(
                 z_c,
                 int(n),

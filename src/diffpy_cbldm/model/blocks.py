@@ -17,6 +17,7 @@ __all__ = [
     "SelfAttention2d",
     "Upsample1d",
     "Upsample2d",
+    "check_pdf_batch",
     "gaussian_kl",
     "group_norm",
     "log_n_nll",
@@ -200,3 +201,13 @@ def log_n_nll(log_n, mean, logvar):
     in float32."""
     logvar = logvar.float()
     return 0.5 * (logvar + (log_n - mean.float()) ** 2 / torch.exp(logvar))
+
+
+def check_pdf_batch(pdf, n_points, owner):
+    """Raise ValueError unless `pdf` is a batch of normalised PDFs,
+    shape (B, n_points); `owner` names the network in the message."""
+    if pdf.ndim != 2 or pdf.shape[1] != n_points:
+        raise ValueError(
+            f"{owner} expects normalised PDFs of shape (B, {n_points}), "
+            f"got {tuple(pdf.shape)}"
+        )

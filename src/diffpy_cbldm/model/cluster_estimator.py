@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
-from diffpy_cbldm.model.blocks import log_n_nll
+from diffpy_cbldm.model.blocks import check_pdf_batch, log_n_nll
 from diffpy_cbldm.model.config import ClusterEstimatorConfig
 
 __all__ = ["ClusterEstimator", "LOG_N_OFFSET"]
@@ -80,12 +80,7 @@ class ClusterEstimator(nn.Module):
         type_logits : torch.Tensor, shape (B, 7)
             In the order of ``STRUCTURE_TYPES``, float32.
         """
-        n = self.config.n_points
-        if pdf.ndim != 2 or pdf.shape[1] != n:
-            raise ValueError(
-                f"ClusterEstimator expects normalised PDFs of shape (B, {n}),"
-                f" got {tuple(pdf.shape)}"
-            )
+        check_pdf_batch(pdf, self.config.n_points, "ClusterEstimator")
         h = self.head(self.features(pdf[:, None, :])).float()
         return h[:, 0] + LOG_N_OFFSET, h[:, 1].clamp(-10.0, 5.0), h[:, 2:]
 

@@ -13,6 +13,7 @@ from diffpy_cbldm.model.blocks import (
     Downsample1d,
     ResBlock1d,
     Upsample1d,
+    check_pdf_batch,
     gaussian_kl,
     group_norm,
     reparameterize,
@@ -62,14 +63,6 @@ class ConditionVAE(nn.Module):
         ]
         self.decoder = nn.Sequential(*dec)
 
-    def _check_pdf(self, pdf):
-        n = self.config.n_points
-        if pdf.ndim != 2 or pdf.shape[1] != n:
-            raise ValueError(
-                f"ConditionVAE expects normalised PDFs of shape (B, {n}), "
-                f"got {tuple(pdf.shape)}"
-            )
-
     def encode(self, pdf):
         """Posterior ``q(z_c | pdf)``.
 
@@ -83,7 +76,7 @@ class ConditionVAE(nn.Module):
         -------
         mu, logvar : torch.Tensor, each (B, latent_channels, length)
         """
-        self._check_pdf(pdf)
+        check_pdf_batch(pdf, self.config.n_points, "ConditionVAE")
         folded = pdf.reshape(pdf.shape[0], self.config.fold, -1)
         return split_moments(self.encoder(folded))
 

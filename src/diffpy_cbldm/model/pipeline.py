@@ -452,7 +452,7 @@ class CbLDMPipeline:
                 f"z_c must hold conditions of {cfg.condition.condition_dim} "
                 f"values, shape (B, 2, 125), got {tuple(z_c.shape)}"
             )
-        if not (
+        if isinstance(type_guidance, bool) or not (
             isinstance(type_guidance, (int, float))
             and math.isfinite(type_guidance)
             and type_guidance >= 0

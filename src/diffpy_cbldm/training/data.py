@@ -22,6 +22,7 @@ __all__ = [
     "epoch_batches",
     "laplacian_batch",
     "load_split",
+    "structure_type_codes",
     "validation_batches",
 ]
 
@@ -230,6 +231,16 @@ SITES_PER_CLUSTER = 1024
 _TEMPLATE_CACHE = {}
 
 
+def structure_type_codes(dataset, rows):
+    """Structure types of training-set rows as indices into
+    ``STRUCTURE_TYPES``, a long tensor: the stored codes, which
+    ``cbldm dataset build`` writes in that order."""
+    import torch
+
+    codes = dataset.array("structure_type")[np.asarray(rows)]
+    return torch.as_tensor(codes.astype(np.int64))
+
+
 def _registered_shapes(dataset, rows):
     """Exact template sites of the shapes of `rows`, registered once per
     shape: ``{shape_index: (type index, (n, 3) sites)}``."""
@@ -336,9 +347,7 @@ def site_targets(dataset, arrays, templates, seed, k=SITES_PER_CLUSTER):
         )
     stack = [per_shape[int(s)] for s in shape]
     return {
-        "stype": torch.as_tensor(
-            dataset.array("structure_type")[arrays.rows].astype(np.int64)
-        ),
+        "stype": structure_type_codes(dataset, arrays.rows),
         "nn": torch.as_tensor(
             dataset.array("nn_distance")[arrays.rows], dtype=torch.float32
         ),

@@ -40,6 +40,7 @@ from diffpy_cbldm.training.data import (
     laplacian_batch,
     load_split,
     site_targets,
+    structure_type_codes,
     training_templates,
 )
 from diffpy_cbldm.training.loop import BEST, LAST, StageTask, run_stage
@@ -363,20 +364,10 @@ def _condition_task(config, splits, device):
 
 
 def _estimator_task(config, splits, device, dataset):
-    import numpy as np
-    import torch
-
-    from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
-
     net = _new_network(config, "estimator", device)
-    # The training set's type indices, in the networks' type order.
-    order = np.array(
-        [STRUCTURE_TYPES.index(t) for t in dataset.structure_types]
-    )
-    stored = dataset.array("structure_type")
 
     def pairs(arrays):
-        stype = torch.as_tensor(order[stored[arrays.rows]], dtype=torch.long)
+        stype = structure_type_codes(dataset, arrays.rows)
         return PairDataset(
             arrays.n_draws,
             per_structure={"natoms": arrays.natoms, "stype": stype},

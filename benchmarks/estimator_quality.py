@@ -6,7 +6,8 @@ Two parts, on the **validation** split (the test split is kept for
 
 1. The estimator alone, on every validation PDF (all structures, all
    stored draws): share of counts within 10 % (``exp`` of its mean of
-   ln n), median |error of ln n|, share of right types, per type.
+   ln n), median |error of ln n|, share of right types and the types
+   it reads, per type.
 2. ``propose`` + ``refine_candidates`` on ``--per-type`` validation
    PDFs per type (first draw, its own Q settings), ``-n`` candidates,
    for each type-guidance strength of ``--guidance``: share of sampled
@@ -72,6 +73,10 @@ def estimator_alone(gen, dataset):
                 np.median(np.abs(np.log(estimate[keep] / truth_n[keep])))
             ),
             "type_correct": float(np.mean(kind[keep] == truth_type[keep])),
+            "read_as": {
+                STRUCTURE_TYPES[k]: int(np.sum(kind[keep] == k))
+                for k in np.unique(kind[keep])
+            },
         }
     return out
 

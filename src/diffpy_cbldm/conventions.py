@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from diffpy_cbldm.pdf.peaks import NN_RANGE, first_peak
 from diffpy_cbldm.pdf.settings import PDFSettings
 
 __all__ = [
@@ -27,6 +28,10 @@ __all__ = [
 
 PDF_NORMALISATIONS = ("max-abs",)
 """Known PDF normalisations; ``"max-abs"`` is ``G / max|G|`` on the grid."""
+
+
+# Conventions fields that manifests written before them lack.
+_OPTIONAL = {"nn_peak"}
 
 
 def _model_pdf_settings():
@@ -78,6 +83,11 @@ class Conventions:
         the Laplacian is built (``diffpy_cbldm.clusters.order``).
     max_atoms : int
         Side of the zero-padded Laplacian image; the largest cluster.
+    nn_peak : float or None
+        Position in Å of the nearest-neighbour peak that every input PDF
+        is stretched to along r (:func:`model_input`): the median of the
+        training PDFs' peaks, written when the weights are exported.
+        None (weights from before it existed) leaves inputs unstretched.
     """
 
     pdf: PDFSettings = field(default_factory=_model_pdf_settings)
@@ -85,6 +95,7 @@ class Conventions:
     sigma: float = field(default_factory=_default_sigma)
     ordering_rule: str = field(default_factory=_default_ordering_rule)
     max_atoms: int = 256
+    nn_peak: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.pdf, PDFSettings):
@@ -117,6 +128,16 @@ class Conventions:
                 "Conventions.max_atoms must be a positive integer, got "
                 f"{self.max_atoms!r}"
             )
+        peak = self.nn_peak
+        if peak is not None and (
+            isinstance(peak, bool)
+            or not isinstance(peak, (int, float))
+            or not NN_RANGE[0] < peak < NN_RANGE[1]
+        ):
+            raise ValueError(
+                f"Conventions.nn_peak={peak!r} must be None or a length in "
+                f"Å between {NN_RANGE[0]} and {NN_RANGE[1]}"
+            )
 
     @property
     def rgrid(self):
@@ -130,13 +151,18 @@ class Conventions:
 
     def to_dict(self):
         """Plain, JSON-ready dict of every convention."""
-        return {
+        d = {
             "pdf": self.pdf.to_dict(),
             "pdf_normalisation": self.pdf_normalisation,
             "sigma": float(self.sigma),
             "ordering_rule": self.ordering_rule,
             "max_atoms": int(self.max_atoms),
         }
+        # Left out when None, so that the settings of training runs made
+        # before the field existed still compare equal on resume.
+        if self.nn_peak is not None:
+            d["nn_peak"] = float(self.nn_peak)
+        return d
 
     @classmethod
     def from_dict(cls, d):
@@ -151,7 +177,7 @@ class Conventions:
             raise ValueError(f"conventions must be a dict, got {d!r}")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
-        missing = sorted(names - set(d))
+        missing = sorted(names - set(d) - _OPTIONAL)
         if unknown:
             raise ValueError(f"unknown conventions field(s) {unknown}")
         if missing:
@@ -244,6 +270,17 @@ def model_input(r, g, conventions, *, source="the data"):
       learned from PDFs that end at the grid's end);
     * the result is normalised with :func:`normalise_pdf`.
 
+    Before that, when the conventions give ``nn_peak``, r is stretched by
+    ``nn_peak / first_peak(r, G)``, so that the data's nearest-neighbour
+    peak sits where the training PDFs have theirs on average. A PDF is
+    then read the same whatever the metal's bond length: the training
+    metals' neighbour distances span 2.49-2.98 Å, and a particle outside
+    that range (a 2.25 Å bcc W cluster, a 2.34 Å Fe one) would otherwise
+    be read as a wrong type. A stretch by k is the PDF of the particle
+    enlarged by k, measured to Qmax / k with Qdamp / k (within the
+    training ranges for k = 0.8-1.25); the generator scales its
+    candidates back to the data's own peak.
+
     The Q-space settings of the measurement (qmax, qdamp...) are not
     corrected for: the training set drew them over ranges that contain
     those of typical synchrotron data (``diffpy_cbldm.dataset
@@ -265,7 +302,8 @@ def model_input(r, g, conventions, *, source="the data"):
     ------
     ValueError
         When the data end before :data:`MIN_RMAX`, start beyond the
-        model grid, hold NaN/infinity, or are zero everywhere.
+        model grid, hold NaN/infinity, or are zero everywhere; with
+        ``nn_peak``, when G has no nearest-neighbour peak at 1.8-3.6 Å.
     """
     r = np.asarray(r, dtype=float)
     g = np.asarray(g, dtype=float)
@@ -286,6 +324,18 @@ def model_input(r, g, conventions, *, source="the data"):
             f"data to at least {MIN_RMAX:g} Å to say anything about a "
             "structure"
         )
+    if not np.any(np.abs(g) > 0):
+        raise ValueError(
+            f"{source}: G(r) is zero everywhere; there is nothing to solve"
+        )
+    if conventions.nn_peak is not None:
+        try:
+            peak = first_peak(r, g)
+        except ValueError as exc:
+            raise ValueError(
+                f"{source}: {exc}; the model reads PDFs of metal particles"
+            ) from None
+        r = r * (conventions.nn_peak / peak)
     grid = conventions.rgrid
     if r[0] >= grid[-1]:
         raise ValueError(

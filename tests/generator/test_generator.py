@@ -38,6 +38,40 @@ def test_model_input_interpolates_inside_and_is_normalised():
     assert np.allclose(x[below] * scale, g[0] * grid[below], atol=1e-12)
 
 
+def _peaked(r, nn):
+    """A PDF-like curve with shells at nn, sqrt(2) nn, sqrt(3) nn..."""
+    shells = nn * np.sqrt(np.arange(1, 40))
+    g = sum(
+        np.exp(-((r - d) ** 2) / (2 * 0.06**2)) / np.sqrt(k + 1)
+        for k, d in enumerate(shells)
+    )
+    return g * np.exp(-r / 12)
+
+
+def test_model_input_stretches_the_neighbour_peak_to_the_conventions():
+    conv = Conventions(nn_peak=2.75)
+    r = np.arange(0.0, 30.0, 0.01)
+    x = model_input(r, _peaked(r, 2.3), conv)
+    grid = conv.rgrid
+    window = (grid > 1.8) & (grid < 3.2)
+    assert grid[window][np.argmax(x[window])] == pytest.approx(2.75, abs=0.01)
+    # The same curve stretched to another bond length is read the same.
+    y = model_input(r, _peaked(r * 2.3 / 2.9, 2.3), conv)
+    inside = grid < 30.0 * 2.75 / 2.9
+    assert np.allclose(x[inside], y[inside], atol=0.01)
+    # Without nn_peak the curve is not stretched.
+    z = model_input(r, _peaked(r, 2.3), Conventions())
+    assert grid[window][np.argmax(z[window])] == pytest.approx(2.3, abs=0.01)
+
+
+def test_model_input_needs_a_neighbour_peak_to_stretch():
+    r = np.linspace(0.5, 20.0, 400)
+    g = np.where((r > 1.8) & (r < 3.6), 0.0, np.sin(r))
+    with pytest.raises(ValueError, match="x.gr: .*1.8 and 3.6.*metal"):
+        model_input(r, g, Conventions(nn_peak=2.75), source="x.gr")
+    assert np.all(np.isfinite(model_input(r, g, Conventions())))
+
+
 @pytest.mark.parametrize(
     "r, g, match",
     [
@@ -240,13 +274,16 @@ def test_short_zero_and_nan_pdfs(generator):
         generator.propose((r, np.full_like(r, np.nan)), element="Au")
 
 
-def test_pdf_without_a_neighbour_peak_cannot_be_relaxed(generator):
+def test_pdf_without_a_neighbour_peak_is_refused(generator):
+    # The weights stretch every input to their nearest-neighbour peak, so
+    # a PDF without one cannot be read, relaxed or not.
+    assert generator.conventions.nn_peak is not None
     r = np.linspace(0.5, 20.0, 400)
     g = np.exp(-r / 3) * np.sin(2 * np.pi * r / 8.0)  # peaks at 2, 10, 18
     g[(r > 1.8) & (r < 3.6)] = np.linspace(1, 0, ((r > 1.8) & (r < 3.6)).sum())
-    with pytest.raises(ValueError, match="relax=False"):
-        generator.propose((r, g), n=1, element="Au")
-    assert len(generator.propose((r, g), n=1, element="Au", relax=False))
+    for relax in (None, False):
+        with pytest.raises(ValueError, match="no maximum between 1.8 and 3.6"):
+            generator.propose((r, g), n=1, element="Au", relax=relax)
 
 
 def test_missing_and_bad_element(generator, measured):

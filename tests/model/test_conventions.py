@@ -127,3 +127,19 @@ def test_normalise_rejects_nan_naming_row():
 
 def test_settings_are_pdf_settings():
     assert isinstance(Conventions().pdf, PDFSettings)
+
+
+def test_nn_peak_is_optional_and_round_trips():
+    d = Conventions().to_dict()
+    # Left out when None, so that older run settings compare equal.
+    assert "nn_peak" not in d
+    assert Conventions.from_dict(d).nn_peak is None
+    c = Conventions(nn_peak=2.7349)
+    assert c.to_dict()["nn_peak"] == 2.7349
+    assert Conventions.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+@pytest.mark.parametrize("peak", [True, "2.7", 1.5, 4.0, float("nan")])
+def test_rejects_bad_nn_peak(peak):
+    with pytest.raises(ValueError, match="nn_peak"):
+        Conventions(nn_peak=peak)

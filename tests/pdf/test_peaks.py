@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from ase.cluster import FaceCenteredCubic
+from ase.cluster import FaceCenteredCubic, SimpleCubic
 
 from diffpy_cbldm.pdf.debye import DebyePDFCalculator
 from diffpy_cbldm.pdf.peaks import first_peak
@@ -32,3 +32,23 @@ def test_no_peak_in_the_window_is_an_error():
         first_peak(r, r)
     with pytest.raises(ValueError, match="has 0 points between"):
         first_peak(r[r < 1], r[r < 1])
+
+
+def test_simple_cubic_peak_is_the_first_shell_not_the_higher_second():
+    # Below about 2.55 Å the sqrt(2) shell of a simple-cubic particle
+    # (12 neighbours) lies in the window and is higher than the first
+    # shell (6 neighbours); the nearest-neighbour peak is still the first.
+    atoms = SimpleCubic("Fe", [(1, 0, 0), (1, 1, 0)], [3, 2], 2.3)
+    r, g = DebyePDFCalculator(rmax=10.0, qmax=25.0)(atoms)
+    window = (r > 1.8) & (r < 3.6)
+    assert r[window][np.argmax(g[window])] > 3.0
+    assert first_peak(r, g) == pytest.approx(2.3, abs=0.02)
+
+
+def test_noise_wiggle_below_half_the_peak_is_not_the_peak():
+    r = np.arange(0.5, 10, 0.01)
+    g = np.exp(-((r - 2.8) ** 2) / (2 * 0.08**2)) + 0.2 * np.exp(
+        -((r - 2.2) ** 2) / (2 * 0.03**2)
+    )
+    assert first_peak(r, g) == pytest.approx(2.8, abs=3e-3)
+    assert first_peak(r, g, min_fraction=0.1) == pytest.approx(2.2, abs=3e-3)

@@ -5,6 +5,7 @@ import csv
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -204,15 +205,30 @@ def test_best_checkpoint_is_the_best_epoch(run):
 
 def test_exported_weights_are_the_best_ema_weights(run, tiny_set, tiny_config):
     from diffpy_cbldm.dataset.store import open_dataset
+    from diffpy_cbldm.pdf.peaks import first_peak
+    from diffpy_cbldm.training.data import load_split
     from diffpy_cbldm.weights import load_weights, read_manifest
 
     out, weights = run
     assert weights == out / "weights"
     config, modules = load_weights(weights)
     scale = load_checkpoint(out / "diffusion" / "last.pt")["latent_scale"]
-    assert config == tiny_config.model.__class__.from_dict(
-        dict(tiny_config.model.to_dict(), latent_scale=scale)
+    # The inputs are stretched to the training PDFs' median
+    # nearest-neighbour peak, read here independently of the export.
+    train = load_split(
+        open_dataset(tiny_set),
+        "train",
+        tiny_config.split,
+        tiny_config.model.conventions,
     )
+    r = tiny_config.model.conventions.rgrid
+    peaks = [first_peak(r, g) for g in train.pdf.reshape(-1, len(r)).numpy()]
+    expected = tiny_config.model.to_dict()
+    expected["conventions"]["nn_peak"] = round(float(np.median(peaks)), 4)
+    assert config == tiny_config.model.__class__.from_dict(
+        dict(expected, latent_scale=scale)
+    )
+    assert 2.4 < config.conventions.nn_peak < 3.1
     names = {
         "condition": "condition_vae",
         "structure": "structure_vae",

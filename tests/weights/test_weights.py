@@ -1,6 +1,7 @@
 """Weights: safetensors + manifest round trip, checksums, the entry-point
 registry (with a throw-away distribution written here)."""
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -27,7 +28,11 @@ SAMPLER = {"sampler": "cbldm", "base": "ddpm", "t1": 350, "t2": 650}
 
 @pytest.fixture(scope="module")
 def config():
-    return tiny_config(latent_scale=0.8)
+    config = tiny_config(latent_scale=0.8)
+    return dataclasses.replace(
+        config,
+        conventions=dataclasses.replace(config.conventions, nn_peak=2.75),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +97,7 @@ def test_manifest_holds_every_convention(saved, config):
     assert conventions["sigma"] == config.conventions.sigma
     assert conventions["ordering_rule"] == config.conventions.ordering_rule
     assert conventions["max_atoms"] == 256
+    assert conventions["nn_peak"] == 2.75
     assert conventions["pdf_normalisation"] == "max-abs"
     assert (
         conventions["pdf"]["rmin"],

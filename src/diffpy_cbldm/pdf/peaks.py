@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["NN_RANGE", "first_peak"]
+__all__ = ["MIN_PEAK_FRACTION", "NN_RANGE", "first_peak"]
 
 NN_RANGE = (1.8, 3.6)
 """Where the nearest-neighbour peak of a metal is looked for, Å: it lies
@@ -10,12 +10,24 @@ at 2.2-3.1 Å for every metal the package knows, and G(r) has no other
 maximum below the second-neighbour shell."""
 
 
-def first_peak(r, g, rmin=NN_RANGE[0], rmax=NN_RANGE[1]):
-    """Position of the highest maximum of G(r) between `rmin` and `rmax`.
+MIN_PEAK_FRACTION = 0.5
+"""A maximum counts as the nearest-neighbour peak when it is at least this
+fraction of the highest maximum in the window."""
 
-    The grid point of the maximum is refined by the vertex of the parabola
-    through it and its two neighbours, so the result is not limited to
-    the r-step.
+
+def first_peak(
+    r, g, rmin=NN_RANGE[0], rmax=NN_RANGE[1], min_fraction=MIN_PEAK_FRACTION
+):
+    """Position of the nearest-neighbour peak of G(r).
+
+    The peak is the first local maximum of G between `rmin` and `rmax`
+    that reaches `min_fraction` of the highest maximum there. Taking the
+    highest maximum instead would read the second shell of a simple-cubic
+    particle, whose sqrt(2) shell (12 neighbours) can outgrow the first
+    (6) and lies inside the window for neighbour distances below 2.55 Å;
+    the fraction keeps noise wiggles on the rising edge out. Its grid
+    point is refined by the vertex of the parabola through it and its two
+    neighbours, so the result is not limited to the r-step.
 
     Parameters
     ----------
@@ -23,6 +35,9 @@ def first_peak(r, g, rmin=NN_RANGE[0], rmax=NN_RANGE[1]):
         The PDF, r in Å, increasing.
     rmin, rmax : float
         Search window, Å.
+    min_fraction : float
+        Smallest height of the peak relative to the highest maximum in
+        the window.
 
     Returns
     -------
@@ -44,13 +59,19 @@ def first_peak(r, g, rmin=NN_RANGE[0], rmax=NN_RANGE[1]):
             f"the PDF has {len(inside)} points between {rmin} and {rmax} Å;"
             " cannot find its nearest-neighbour peak"
         )
-    k = inside[np.argmax(g[inside])]
-    if k in (inside[0], inside[-1]):
+    y = g[inside]
+    # Interior points higher than the left and not lower than the right
+    # neighbour: a flat top counts once, at its first point.
+    local = np.flatnonzero((y[1:-1] > y[:-2]) & (y[1:-1] >= y[2:])) + 1
+    if not len(local):
+        k = inside[np.argmax(y)]
         raise ValueError(
             f"G(r) has no maximum between {rmin} and {rmax} Å (largest at "
             f"the window edge, r = {r[k]:.3f} Å); cannot find its "
             "nearest-neighbour peak"
         )
+    top = y[local].max()
+    k = inside[local[y[local] >= min_fraction * top][0]]
     y0, y1, y2 = g[k - 1], g[k], g[k + 1]
     x0, x1, x2 = r[k - 1], r[k], r[k + 1]
     denom = (x0 - x1) * (x0 - x2) * (x1 - x2)

@@ -22,6 +22,7 @@ __all__ = [
     "epoch_batches",
     "laplacian_batch",
     "load_split",
+    "median_nn_peak",
     "structure_type_codes",
     "validation_batches",
 ]
@@ -229,6 +230,39 @@ SITES_PER_CLUSTER = 1024
 """Template sites each cluster's loss sees (:func:`site_targets`)."""
 
 _TEMPLATE_CACHE = {}
+
+
+def median_nn_peak(pdf, rgrid):
+    """Median position in Å of the nearest-neighbour peak over PDFs.
+
+    The exported weights stretch every input PDF so that its peak sits
+    here (``Conventions.nn_peak``).
+
+    Parameters
+    ----------
+    pdf : array_like, shape (..., n_points)
+        PDFs on `rgrid`, any normalisation.
+    rgrid : array_like, shape (n_points,)
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        When a PDF has no nearest-neighbour peak (its index named).
+    """
+    from diffpy_cbldm.pdf.peaks import first_peak
+
+    flat = np.asarray(pdf).reshape(-1, len(rgrid))
+    peaks = np.empty(len(flat))
+    for i, g in enumerate(flat):
+        try:
+            peaks[i] = first_peak(rgrid, g)
+        except ValueError as exc:
+            raise ValueError(f"training PDF {i}: {exc}") from None
+    return float(np.median(peaks))
 
 
 def structure_type_codes(dataset, rows):

@@ -39,6 +39,7 @@ from diffpy_cbldm.training.data import (
     PairDataset,
     laplacian_batch,
     load_split,
+    median_nn_peak,
     site_targets,
     structure_type_codes,
     training_templates,
@@ -510,10 +511,12 @@ def _diffusion_task(config, latents, scale, device):
     )
 
 
-def _export(out_dir, config, data_hash, data_name):
+def _export(out_dir, config, data_hash, data_name, nn_peak):
     """Write the best EMA networks with ``save_weights``: stages 1-3,
     and the cluster estimator when stage 4 is done. The latent scale is
-    the one stage 3 trained with (its checkpoint keeps it)."""
+    the one stage 3 trained with (its checkpoint keeps it); `nn_peak`
+    (Å) is the training PDFs' median nearest-neighbour peak, to which
+    the weights stretch their inputs."""
     import dataclasses
 
     from diffpy_cbldm.model import build_modules
@@ -527,7 +530,11 @@ def _export(out_dir, config, data_hash, data_name):
         stage: load_checkpoint(out_dir / stage / BEST) for stage in stages
     }
     model_config = dataclasses.replace(
-        config.model, latent_scale=states["diffusion"]["latent_scale"]
+        config.model,
+        latent_scale=states["diffusion"]["latent_scale"],
+        conventions=dataclasses.replace(
+            config.model.conventions, nn_peak=round(nn_peak, 4)
+        ),
     )
     modules, metrics = {}, {}
     for stage, state in states.items():
@@ -625,7 +632,13 @@ def _run(stage, dataset, out_dir, config, ctx, resume, progress):
     if stage in ("diffusion", "estimator") and done:
         path = None
         if ctx.is_main:
-            path = _export(out_dir, config, data_hash, dataset.path.name)
+            path = _export(
+                out_dir,
+                config,
+                data_hash,
+                dataset.path.name,
+                median_nn_peak(splits[0].pdf, config.model.conventions.rgrid),
+            )
         ctx.barrier()
         return Path(path) if path else out_dir / WEIGHTS_DIR
     return stage_dir / BEST

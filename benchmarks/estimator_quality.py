@@ -5,15 +5,18 @@ Two parts, on the **validation** split (the test split is kept for
 ``benchmarks/evaluate.py``):
 
 1. The estimator alone, on every validation PDF (all structures, all
-   stored draws): share of counts within 10 % (``exp`` of its mean of
-   ln n), median |error of ln n|, share of right types and the types
-   it reads, per type.
+   stored draws), mapped as ``CbLDMGenerator.model_input`` maps a
+   measurement, read twice: told each PDF's Qdamp, and not told it.
+   Per type and mode: share of counts within 10 % (``exp`` of its mean
+   of ln n), median |error of ln n|, share of right types and the types
+   it reads.
 2. ``propose`` + ``refine_candidates`` on ``--per-type`` validation
    PDFs per type (first draw, its own Q settings), ``-n`` candidates,
    for each type-guidance strength of ``--guidance``: share of sampled
    candidates of the right type, and of the top-ranked refined one, its
    count within 10 %, median refined Rw, median best-of-n raw Rw and
-   median propose time.
+   median propose time. The cases carry their Qdamp, as a calibrated
+   measurement does.
 
 Run from the repository root (one torch thread)::
 
@@ -40,10 +43,11 @@ def _within(n, truth):
 
 
 def estimator_alone(gen, dataset):
-    """Part 1: the estimator on every validation PDF."""
+    """Part 1: the estimator on every validation PDF, told its Qdamp
+    (``"qdamp_known"``) and not (``"qdamp_unknown"``)."""
     import torch
 
-    from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
+    from diffpy_cbldm.dataset.store import SETTINGS_COLUMNS
     from diffpy_cbldm.training.data import load_split, structure_type_codes
 
     val = load_split(dataset, "val", "shape", gen.conventions)
@@ -51,12 +55,33 @@ def estimator_alone(gen, dataset):
         structure_type_codes(dataset, val.rows).numpy(), val.n_draws
     )
     truth_n = np.repeat(val.natoms.numpy(), val.n_draws)
-    with torch.no_grad():
-        mean, _, logits = gen.modules["cluster_estimator"](
-            val.pdf.reshape(-1, val.pdf.shape[-1])
+    r = gen.conventions.rgrid
+    x = np.stack(
+        [gen.model_input((r, g)) for g in val.pdf.reshape(-1, len(r)).numpy()]
+    )
+    x = torch.as_tensor(x, dtype=torch.float32)
+    settings = dataset.array("pdf_settings")[val.rows]
+    qdamp = settings[..., SETTINGS_COLUMNS.index("qdamp")].reshape(-1)
+    net = gen.modules["cluster_estimator"]
+    modes = {"qdamp_unknown": None}
+    if net.reads_qdamp:
+        modes["qdamp_known"] = torch.as_tensor(qdamp, dtype=torch.float32)
+    out = {}
+    for mode, q in modes.items():
+        with torch.no_grad():
+            mean, _, logits = net(x, q)
+        out[mode] = _scores(
+            np.exp(mean.numpy()),
+            logits.argmax(dim=-1).numpy(),
+            truth_n,
+            truth_type,
         )
-    estimate = np.exp(mean.numpy())
-    kind = logits.argmax(dim=-1).numpy()
+    return out
+
+
+def _scores(estimate, kind, truth_n, truth_type):
+    from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
+
     out = {}
     for name in STRUCTURE_TYPES + ("all",):
         keep = (
@@ -173,14 +198,15 @@ def main(argv=None):
     started = time.perf_counter()
     with open_dataset(args.data) as ds:
         alone = estimator_alone(gen, ds)
-        print("estimator on every validation PDF")
-        print(f"{'type':<12} {'PDFs':>5} {'N ±10 %':>8} {'type ok':>8}")
-        for name, row in alone.items():
-            print(
-                f"{name:<12} {row['pdfs']:>5} "
-                f"{row['count_within_10pct']:>8.2f} "
-                f"{row['type_correct']:>8.2f}"
-            )
+        for mode, scores in alone.items():
+            print(f"estimator on every validation PDF, {mode}")
+            print(f"{'type':<12} {'PDFs':>5} {'N ±10 %':>8} {'type ok':>8}")
+            for name, row in scores.items():
+                print(
+                    f"{name:<12} {row['pdfs']:>5} "
+                    f"{row['count_within_10pct']:>8.2f} "
+                    f"{row['type_correct']:>8.2f}"
+                )
         rows = select_cases(ds, "val", args.per_type, seed=args.seed)
         table = with_guidance(gen, ds, rows, args.n, args.seed, args.guidance)
     print(f"\npropose + refine, {len(rows)} validation PDFs, n = {args.n}")

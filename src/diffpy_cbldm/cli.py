@@ -175,7 +175,12 @@ def _add_solve(sub):
     )
     _optional_float(p, "--rmin", help="fit range start in Å")
     _optional_float(p, "--rmax", help="fit range end in Å")
-    _optional_float(p, "--qdamp", help="Qdamp in Å⁻¹ (default: header)")
+    _optional_float(
+        p,
+        "--qdamp",
+        help="the instrument's Qdamp in Å⁻¹ (default: header); the cluster "
+        "estimator reads the atom count better when it is known",
+    )
     p.add_argument(
         "--positions",
         action="store_true",
@@ -236,14 +241,21 @@ def _run_solve(args):
         element=args.element,
         relax=False if args.no_relax else None,
         type_guidance=args.type_guidance,
+        qdamp=args.qdamp,
     )
     estimate = candidates[0].info if candidates else {}
     if estimate.get("count_estimate") is not None:
+        qdamp = estimate.get("count_estimate_qdamp")
         print(
             f"cluster estimator: about {estimate['count_estimate']:.0f} "
             f"atoms (ln n ± {estimate['count_estimate_width']:.2f}), "
             f"{estimate['type_estimate']} "
-            f"(p = {estimate['type_estimate_probability']:.2f})"
+            f"(p = {estimate['type_estimate_probability']:.2f}); "
+            + (
+                "Qdamp unknown (--qdamp sharpens the count)"
+                if qdamp is None
+                else f"read with Qdamp {qdamp:g} Å⁻¹"
+            )
         )
     if args.library is not None:
         from diffpy_cbldm.library import LibraryGenerator

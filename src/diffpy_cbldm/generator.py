@@ -76,6 +76,7 @@ _ESTIMATE_KEYS = (
     "count_estimate_width",
     "type_estimate",
     "type_estimate_probability",
+    "count_estimate_qdamp",
 )
 """``atoms.info`` keys of the cluster estimator's readings (None for
 weights without one)."""
@@ -282,6 +283,28 @@ def match_first_peak(clusters, pdf, nn, element="Au"):
     return out
 
 
+def _qdamp(pdf, qdamp):
+    """The measurement's Qdamp in Å⁻¹: `qdamp`, else the data header's,
+    else None (unknown); a value that is not a finite number >= 0 is an
+    error naming its source."""
+    source = "qdamp"
+    if qdamp is None:
+        qdamp, source = pdf.qdamp, f"{_name(pdf)}: header qdamp"
+    if qdamp is None:
+        return None
+    if isinstance(qdamp, bool):
+        raise ValueError(f"{source} must be a number in Å⁻¹, got {qdamp!r}")
+    try:
+        value = float(qdamp)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{source} must be a number in Å⁻¹, got {qdamp!r}"
+        ) from None
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{source} must be finite and >= 0, got {qdamp!r}")
+    return value
+
+
 def _warn_beyond_range(estimate, max_atoms, pdf):
     """Log when the cluster estimator reads more atoms than the model
     generates: it extrapolates then, and its width means little."""
@@ -406,6 +429,7 @@ class CbLDMGenerator:
         element=None,
         relax=None,
         type_guidance=None,
+        qdamp=None,
         **sampling,
     ):
         """Candidate clusters for a measured PDF, generated as one batch.
@@ -444,6 +468,12 @@ class CbLDMGenerator:
             (:func:`~diffpy_cbldm.model.pipeline.guide_clean_estimate`);
             default :data:`TYPE_GUIDANCE`, 0 samples unguided. Needs
             weights with a cluster estimator and the template decoder.
+        qdamp : float, optional
+            The instrument's Qdamp in Å⁻¹ (from a calibration standard);
+            default: the data's header, else unknown. Known, it lets the
+            cluster estimator tell the resolution envelope from the
+            particle's size, and its atom counts are markedly better
+            (docs/benchmarks/model_quality.rst).
         **sampling
             ``base``, ``t1``, ``t2`` of the cbldm sampler.
 
@@ -462,7 +492,8 @@ class CbLDMGenerator:
             atom count for the data, ``exp`` of its mean of ln n, and
             the standard deviation of ln n), ``type_estimate`` and
             ``type_estimate_probability`` (its most probable structure
-            type and that type's probability); ``rw`` (against
+            type and that type's probability), ``count_estimate_qdamp``
+            (the Qdamp it read with, None when unknown); ``rw`` (against
             the data, free scale, unrefined), ``generator``, ``sampler``
             and ``seed``.
 
@@ -487,6 +518,7 @@ class CbLDMGenerator:
         if type_guidance is None:
             type_guidance = TYPE_GUIDANCE
         pdf = as_pdf_data(data)
+        qdamp = _qdamp(pdf, qdamp)
         element = _element(pdf, element)
         x = self.model_input(pdf)
         nn = None
@@ -509,7 +541,7 @@ class CbLDMGenerator:
         svae = self.modules["structure_vae"]
         with torch.no_grad():
             z_c = self.modules["condition_vae"].condition(g)
-            estimate = self._estimate(g)
+            estimate = self._estimate(g, qdamp)
             # sample_latents checks type_guidance whether or not there
             # is a type to guide towards.
             guide = {"type_guidance": type_guidance}
@@ -626,10 +658,11 @@ class CbLDMGenerator:
         )
         return candidates
 
-    def _estimate(self, g):
-        """The cluster estimator's reading of a normalised PDF (1, N): a
-        dict of its tensors and the ``atoms.info`` entries, or an empty
-        dict for weights without an estimator."""
+    def _estimate(self, g, qdamp=None):
+        """The cluster estimator's reading of a normalised PDF (1, N),
+        with the data's Qdamp in Å⁻¹ when known: a dict of its tensors
+        and the ``atoms.info`` entries, or an empty dict for weights
+        without an estimator."""
         import torch
 
         from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
@@ -637,7 +670,12 @@ class CbLDMGenerator:
         net = self.modules.get("cluster_estimator")
         if net is None:
             return {}
-        mean, logvar, type_logits = net(g)
+        if not net.reads_qdamp:
+            qdamp = None
+        if qdamp is None:
+            mean, logvar, type_logits = net(g)
+        else:
+            mean, logvar, type_logits = net(g, torch.tensor([float(qdamp)]))
         p = torch.softmax(type_logits, dim=-1)[0]
         best = int(p.argmax())
         return {
@@ -649,6 +687,7 @@ class CbLDMGenerator:
                 "count_estimate_width": float(torch.exp(0.5 * logvar)),
                 "type_estimate": STRUCTURE_TYPES[best],
                 "type_estimate_probability": float(p[best]),
+                "count_estimate_qdamp": qdamp,
             },
         }
 
@@ -678,7 +717,9 @@ class CbLDMGenerator:
             Show a progress bar over the refinements.
         **refine_options
             Keywords of :func:`diffpy_cbldm.refine.refine_cluster`
-            (``rmin``, ``rmax``, ``qdamp``, ``refine_positions``...).
+            (``rmin``, ``rmax``, ``qdamp``, ``refine_positions``...); a
+            ``qdamp`` also reaches the cluster estimator, as in
+            :meth:`propose`.
 
         Returns
         -------
@@ -696,6 +737,7 @@ class CbLDMGenerator:
             element=element,
             relax=relax,
             type_guidance=type_guidance,
+            qdamp=refine_options.get("qdamp"),
         )
         return refine_candidates(
             candidates, as_pdf_data(data), progress=progress, **refine_options

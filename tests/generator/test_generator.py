@@ -462,3 +462,44 @@ def test_a_count_beyond_the_model_is_flagged(caplog):
     (record,) = caplog.records
     assert "about 374 atoms" in record.getMessage()
     assert "stop at 256 atoms" in record.getMessage()
+
+
+def test_the_estimator_reads_qdamp_from_argument_or_header(
+    generator, measured
+):
+    r, g, _ = measured
+    assert generator.modules["cluster_estimator"].reads_qdamp
+    plain = generator.propose((r, g), n=1, seed=0, element="Au")
+    assert plain[0].info["count_estimate_qdamp"] is None
+    given = generator.propose((r, g), n=1, seed=0, element="Au", qdamp=0.03)
+    assert given[0].info["count_estimate_qdamp"] == 0.03
+    assert given[0].info["count_estimate"] != plain[0].info["count_estimate"]
+    header = PDFData.from_arrays(r, g, metadata={"qdamp": 0.03})
+    read = generator.propose(header, n=1, seed=0, element="Au")
+    assert read[0].info["count_estimate_qdamp"] == 0.03
+    assert read[0].info["count_estimate"] == given[0].info["count_estimate"]
+    # An argument overrides the header.
+    over = generator.propose(header, n=1, seed=0, element="Au", qdamp=0.05)
+    assert over[0].info["count_estimate_qdamp"] == 0.05
+
+
+@pytest.mark.parametrize(
+    "qdamp, match",
+    [
+        (-0.01, "qdamp must be finite and >= 0"),
+        ("wide", "number"),
+        (float("nan"), "finite"),
+        (True, "number"),
+    ],
+)
+def test_bad_qdamp_is_refused(generator, measured, qdamp, match):
+    r, g, _ = measured
+    with pytest.raises(ValueError, match=match):
+        generator.propose((r, g), n=1, element="Au", qdamp=qdamp)
+
+
+def test_bad_header_qdamp_names_the_file(generator, measured):
+    r, g, _ = measured
+    data = PDFData.from_arrays(r, g, metadata={"qdamp": -0.2})
+    with pytest.raises(ValueError, match="header qdamp must be finite"):
+        generator.propose(data, n=1, element="Au")

@@ -81,6 +81,18 @@ def test_config_must_match_the_r_grid():
         CbLDMConfig(estimator=ClusterEstimatorConfig(n_points=1500))
 
 
+def test_estimator_written_before_it_read_qdamp_does_not_read_it():
+    d = ClusterEstimatorConfig().to_dict()
+    assert d["qdamp_reference"] == 0.1
+    del d["qdamp_reference"]
+    old = ClusterEstimatorConfig.from_dict(d)
+    assert old.qdamp_reference is None
+    net = ClusterEstimator(old)
+    assert not net.reads_qdamp
+    with pytest.raises(ValueError, match="does not read Qdamp"):
+        net(torch.zeros(1, 3000), torch.tensor([0.04]))
+
+
 def test_weights_from_before_the_estimator_load_with_its_default():
     d = json.loads(json.dumps(CbLDMConfig().to_dict()))
     del d["estimator"]
@@ -143,3 +155,82 @@ def test_is_built_and_saved_as_cluster_estimator():
     net = build_modules(config, ["cluster_estimator"])["cluster_estimator"]
     assert isinstance(net, ClusterEstimator)
     assert net.config == config.estimator
+
+
+def test_damping_to_the_reference_is_a_pdf_measured_with_it():
+    """Independent check against the Debye engine: a PDF computed with
+    Qdamp 0.03, damped to the reference 0.1, is the PDF computed with
+    Qdamp 0.1 (normalised alike); one computed with 0.15 is left as it
+    is."""
+    conventions = Conventions()
+    r = conventions.rgrid
+    atoms = Octahedron("Au", 5, latticeconstant=4.08)
+
+    def pdf(qdamp):
+        calc = DebyePDFCalculator(
+            rmin=float(r[0]),
+            rmax=float(r[-1]) + 0.005,
+            rstep=conventions.pdf.rstep,
+            qmax=25.0,
+            qdamp=qdamp,
+            biso=0.5,
+        )
+        g = np.asarray(calc(atoms)[1])[: conventions.n_points]
+        return normalise_pdf(
+            torch.as_tensor(g, dtype=torch.float32), conventions
+        )
+
+    net = ClusterEstimator()
+    assert net.config.qdamp_reference == 0.1
+    g = torch.stack([pdf(0.03), pdf(0.15)])
+    damped = net.damp_to_reference(g, torch.tensor([0.03, 0.15]))
+    assert torch.allclose(damped[0], pdf(0.1), atol=1e-5)
+    assert torch.allclose(damped[1], g[1], atol=1e-6)
+
+
+def test_rows_of_known_qdamp_go_to_the_informed_reader(pdfs):
+    torch.manual_seed(0)
+    net = ClusterEstimator().eval()
+    g = pdfs[0]
+    nan = torch.full((len(g),), float("nan"))
+    for a, b in zip(net(g), net(g, nan)):
+        assert torch.equal(a, b)
+    qdamp = torch.tensor([0.02, float("nan")] * 4)
+    mixed = net(g, qdamp)
+    blind = net.read_blind(g)
+    informed = net.read_informed(g[::2], qdamp[::2])
+    for m, b, i in zip(mixed, blind, informed):
+        assert torch.allclose(m[1::2], b[1::2])
+        assert torch.allclose(m[::2], i)
+        assert not torch.allclose(m[::2], b[::2])
+
+
+def test_loss_trains_both_readers(pdfs):
+    g, counts, types = pdfs
+    net = ClusterEstimator()
+    terms = net.loss(g, counts, types, torch.full((len(g),), 0.02))
+    blind = net.loss(g, counts, types)
+    assert torch.allclose(terms["loss"], blind["loss"] + terms["loss_qdamp"])
+    terms["loss"].backward()
+    assert net.head[0].weight.grad.abs().sum() > 0
+    assert net.informed.head[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="every Qdamp must be known"):
+        net.loss(g, counts, types, torch.full((len(g),), float("nan")))
+
+
+@pytest.mark.parametrize(
+    "qdamp, message",
+    [
+        (torch.tensor([0.02]), r"shape \(8,\)"),
+        (torch.full((8,), -0.01), ">= 0"),
+    ],
+)
+def test_rejects_bad_qdamp(pdfs, qdamp, message):
+    with pytest.raises(ValueError, match=message):
+        ClusterEstimator()(pdfs[0], qdamp)
+
+
+@pytest.mark.parametrize("q", [0.0, 1.5, True, "0.1"])
+def test_config_rejects_bad_qdamp_reference(q):
+    with pytest.raises(ValueError, match="qdamp_reference"):
+        ClusterEstimatorConfig(qdamp_reference=q)

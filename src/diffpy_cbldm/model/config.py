@@ -415,6 +415,14 @@ class ClusterEstimatorConfig:
         Kernel size of the convolutions (odd).
     hidden : int
         Width of the MLP head.
+    qdamp_reference : float or None
+        Qdamp in Å⁻¹ (0.1, the top of the training range) to which a PDF
+        whose Qdamp is known is damped before it is read, so that
+        the resolution envelope no longer mimics a smaller particle; the
+        head is also told whether Qdamp was known. None: the estimator
+        does not read Qdamp (weights made before it did).
+    rstep : float
+        r-step in Å of the model grid, for that envelope.
     """
 
     n_points: int = 3000
@@ -422,11 +430,32 @@ class ClusterEstimatorConfig:
     channels: tuple[int, ...] = (32, 64, 64, 64)
     kernel: int = 9
     hidden: int = 256
+    qdamp_reference: float | None = 0.1
+    rstep: float = 0.01
 
     def __post_init__(self):
         owner = type(self).__name__
         for name in ("n_points", "pool", "kernel", "hidden"):
             _check_positive_int(owner, name, getattr(self, name))
+        q = self.qdamp_reference
+        if q is not None and (
+            isinstance(q, bool)
+            or not isinstance(q, (int, float))
+            or not 0 < q < 1
+        ):
+            raise ValueError(
+                f"{owner}.qdamp_reference must be None or a Qdamp in "
+                f"(0, 1) Å⁻¹, got {q!r}"
+            )
+        if (
+            isinstance(self.rstep, bool)
+            or not isinstance(self.rstep, (int, float))
+            or not 0 < self.rstep < float("inf")
+        ):
+            raise ValueError(
+                f"{owner}.rstep must be a positive length in Å, got "
+                f"{self.rstep!r}"
+            )
         _check_channels(owner, "channels", self.channels)
         if self.kernel % 2 == 0:
             raise ValueError(f"{owner}.kernel must be odd, got {self.kernel}")
@@ -441,6 +470,11 @@ class ClusterEstimatorConfig:
 
     @classmethod
     def from_dict(cls, d):
+        """Rebuild from :meth:`to_dict` output; a dict written before
+        the estimator read Qdamp (no ``qdamp_reference``) describes one
+        that does not."""
+        if isinstance(d, dict) and "qdamp_reference" not in d:
+            d = dict(d, qdamp_reference=None)
         return _from_dict(cls, d)
 
 
@@ -509,6 +543,12 @@ class CbLDMConfig:
                 self.estimator.n_points,
                 "conventions r-grid points",
                 self.conventions.n_points,
+            ),
+            (
+                "estimator.rstep",
+                self.estimator.rstep,
+                "conventions r-step",
+                self.conventions.pdf.rstep,
             ),
             (
                 "structure.size",

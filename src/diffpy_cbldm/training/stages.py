@@ -365,18 +365,32 @@ def _condition_task(config, splits, device):
 
 
 def _estimator_task(config, splits, device, dataset):
+    import torch
+
+    from diffpy_cbldm.dataset.store import SETTINGS_COLUMNS
+
     net = _new_network(config, "estimator", device)
+    column = SETTINGS_COLUMNS.index("qdamp")
 
     def pairs(arrays):
         stype = structure_type_codes(dataset, arrays.rows)
+        per_pair = {"pdf": arrays.pdf}
+        if net.reads_qdamp:
+            # Each PDF's own Qdamp: the informed reader trains on them.
+            settings = dataset.array("pdf_settings")[arrays.rows]
+            per_pair["qdamp"] = torch.as_tensor(
+                settings[..., column], dtype=torch.float32
+            )
         return PairDataset(
             arrays.n_draws,
             per_structure={"natoms": arrays.natoms, "stype": stype},
-            per_pair={"pdf": arrays.pdf},
+            per_pair=per_pair,
         )
 
     def loss(net, batch, kl_weight):
-        return net.loss(batch["pdf"], batch["natoms"], batch["stype"])
+        return net.loss(
+            batch["pdf"], batch["natoms"], batch["stype"], batch.get("qdamp")
+        )
 
     return StageTask(
         name="estimator",

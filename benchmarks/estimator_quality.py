@@ -47,6 +47,7 @@ def estimator_alone(gen, dataset):
     (``"qdamp_known"``) and not (``"qdamp_unknown"``)."""
     import torch
 
+    from diffpy_cbldm.conventions import stretch_factor
     from diffpy_cbldm.dataset.store import SETTINGS_COLUMNS
     from diffpy_cbldm.training.data import load_split, structure_type_codes
 
@@ -56,12 +57,16 @@ def estimator_alone(gen, dataset):
     )
     truth_n = np.repeat(val.natoms.numpy(), val.n_draws)
     r = gen.conventions.rgrid
-    x = np.stack(
-        [gen.model_input((r, g)) for g in val.pdf.reshape(-1, len(r)).numpy()]
+    pdfs = val.pdf.reshape(-1, len(r)).numpy()
+    x = torch.as_tensor(
+        np.stack([gen.model_input((r, g)) for g in pdfs]), dtype=torch.float32
     )
-    x = torch.as_tensor(x, dtype=torch.float32)
+    # The network reads Qdamp in the stretched input's frame, as propose
+    # gives it.
+    stretch = np.array([stretch_factor(r, g, gen.conventions) for g in pdfs])
     settings = dataset.array("pdf_settings")[val.rows]
     qdamp = settings[..., SETTINGS_COLUMNS.index("qdamp")].reshape(-1)
+    qdamp = qdamp / stretch
     net = gen.modules["cluster_estimator"]
     modes = {"qdamp_unknown": None}
     if net.reads_qdamp:

@@ -24,6 +24,7 @@ __all__ = [
     "PDF_NORMALISATIONS",
     "model_input",
     "normalise_pdf",
+    "stretch_factor",
 ]
 
 PDF_NORMALISATIONS = ("max-abs",)
@@ -251,6 +252,31 @@ def normalise_pdf(g, conventions):
     return g / scale
 
 
+def stretch_factor(r, g, conventions, *, source="the data"):
+    """How much :func:`model_input` stretches a PDF along r.
+
+    ``conventions.nn_peak / first_peak(r, G)``, or 1 when the conventions
+    have no ``nn_peak``. The stretched PDF is that of the particle
+    enlarged by this factor k, seen with Qmax / k and Qdamp / k: a Qdamp
+    given with the data is divided by k before a network reads it.
+
+    Raises
+    ------
+    ValueError
+        With ``nn_peak``, when G has no nearest-neighbour peak at
+        1.8-3.6 Å (`source` named).
+    """
+    if conventions.nn_peak is None:
+        return 1.0
+    try:
+        peak = first_peak(r, g)
+    except ValueError as exc:
+        raise ValueError(
+            f"{source}: {exc}; the model reads PDFs of metal particles"
+        ) from None
+    return conventions.nn_peak / peak
+
+
 MIN_RMAX = 8.0
 """Shortest measured r-range (Å) a PDF must reach for the model: below it
 the data hold little more than the first few coordination shells."""
@@ -278,8 +304,8 @@ def model_input(r, g, conventions, *, source="the data"):
     that range (a 2.25 Å bcc W cluster, a 2.34 Å Fe one) would otherwise
     be read as a wrong type. A stretch by k is the PDF of the particle
     enlarged by k, measured to Qmax / k with Qdamp / k (within the
-    training ranges for k = 0.8-1.25); the generator scales its
-    candidates back to the data's own peak.
+    training ranges for k = 0.8-1.25; :func:`stretch_factor`); the
+    generator scales its candidates back to the data's own peak.
 
     The Q-space settings of the measurement (qmax, qdamp...) are not
     corrected for: the training set drew them over ranges that contain
@@ -328,14 +354,7 @@ def model_input(r, g, conventions, *, source="the data"):
         raise ValueError(
             f"{source}: G(r) is zero everywhere; there is nothing to solve"
         )
-    if conventions.nn_peak is not None:
-        try:
-            peak = first_peak(r, g)
-        except ValueError as exc:
-            raise ValueError(
-                f"{source}: {exc}; the model reads PDFs of metal particles"
-            ) from None
-        r = r * (conventions.nn_peak / peak)
+    r = r * stretch_factor(r, g, conventions, source=source)
     grid = conventions.rgrid
     if r[0] >= grid[-1]:
         raise ValueError(

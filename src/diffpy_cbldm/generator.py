@@ -500,8 +500,9 @@ class CbLDMGenerator:
         Raises
         ------
         ValueError
-            n < 1, a PDF too short, zero, or with NaN; no element; with
-            `relax`, a PDF without a nearest-neighbour peak at 1.8-3.6 Å.
+            n < 1, a PDF too short, zero, or with NaN; no element; a PDF
+            without a nearest-neighbour peak at 1.8-3.6 Å (weights that
+            stretch their input, or `relax`); a bad `qdamp`.
         """
         import torch
         from ase import Atoms
@@ -509,6 +510,7 @@ class CbLDMGenerator:
         from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
         from diffpy_cbldm.clusters.laplacian import positions_from_laplacian
         from diffpy_cbldm.clusters.relax import relax_clusters
+        from diffpy_cbldm.conventions import stretch_factor
         from diffpy_cbldm.pdf.peaks import first_peak
 
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
@@ -521,6 +523,7 @@ class CbLDMGenerator:
         qdamp = _qdamp(pdf, qdamp)
         element = _element(pdf, element)
         x = self.model_input(pdf)
+        stretch = stretch_factor(pdf.r, pdf.g, self.conventions)
         nn = None
         if relax is not False:
             try:
@@ -541,7 +544,7 @@ class CbLDMGenerator:
         svae = self.modules["structure_vae"]
         with torch.no_grad():
             z_c = self.modules["condition_vae"].condition(g)
-            estimate = self._estimate(g, qdamp)
+            estimate = self._estimate(g, qdamp, stretch)
             # sample_latents checks type_guidance whether or not there
             # is a type to guide towards.
             guide = {"type_guidance": type_guidance}
@@ -658,11 +661,13 @@ class CbLDMGenerator:
         )
         return candidates
 
-    def _estimate(self, g, qdamp=None):
-        """The cluster estimator's reading of a normalised PDF (1, N),
-        with the data's Qdamp in Å⁻¹ when known: a dict of its tensors
-        and the ``atoms.info`` entries, or an empty dict for weights
-        without an estimator."""
+    def _estimate(self, g, qdamp=None, stretch=1.0):
+        """The cluster estimator's reading of a model input (1, N), with
+        the data's Qdamp in Å⁻¹ when known and the input's
+        :func:`~diffpy_cbldm.conventions.stretch_factor` (the network
+        reads Qdamp / stretch): a dict of its tensors and the
+        ``atoms.info`` entries, or an empty dict for weights without an
+        estimator."""
         import torch
 
         from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
@@ -675,7 +680,8 @@ class CbLDMGenerator:
         if qdamp is None:
             mean, logvar, type_logits = net(g)
         else:
-            mean, logvar, type_logits = net(g, torch.tensor([float(qdamp)]))
+            seen = torch.tensor([float(qdamp) / stretch])
+            mean, logvar, type_logits = net(g, seen)
         p = torch.softmax(type_logits, dim=-1)[0]
         best = int(p.argmax())
         return {

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from diffpy_cbldm.conventions import MIN_RMAX, Conventions, model_input
+from diffpy_cbldm.conventions import (
+    MIN_RMAX,
+    Conventions,
+    model_input,
+    stretch_factor,
+)
 from diffpy_cbldm.generator import (
     as_pdf_data,
     candidate_rw,
@@ -503,3 +508,34 @@ def test_bad_header_qdamp_names_the_file(generator, measured):
     data = PDFData.from_arrays(r, g, metadata={"qdamp": -0.2})
     with pytest.raises(ValueError, match="header qdamp must be finite"):
         generator.propose(data, n=1, element="Au")
+
+
+def test_stretch_factor_moves_the_peak_to_the_conventions():
+    r = np.arange(0.0, 30.0, 0.01)
+    g = _peaked(r, 2.3)
+    assert stretch_factor(r, g, Conventions()) == 1.0
+    k = stretch_factor(r, g, Conventions(nn_peak=2.75))
+    assert k == pytest.approx(2.75 / 2.3, rel=2e-3)
+
+
+def test_the_estimator_reads_qdamp_in_the_stretched_frame(generator, measured):
+    """Stretching r by k turns the envelope of Qdamp into that of
+    Qdamp / k; the estimator is given the latter, the record keeps the
+    data's value."""
+    import torch
+
+    r, g, _ = measured
+    r = 0.8 * r  # a metal with shorter bonds
+    k = stretch_factor(r, g, generator.conventions)
+    assert k > 1.05
+    x = generator.model_input((r, g))
+    x = torch.as_tensor(x, dtype=torch.float32)[None]
+    with torch.no_grad():
+        seen = generator._estimate(x, 0.05, k)
+        direct = generator._estimate(x, 0.05 / k)
+    assert seen["info"]["count_estimate_qdamp"] == 0.05
+    assert seen["info"]["count_estimate"] == direct["info"]["count_estimate"]
+    (atoms,) = generator.propose((r, g), n=1, seed=0, element="Au", qdamp=0.05)
+    assert atoms.info["count_estimate"] == pytest.approx(
+        seen["info"]["count_estimate"], rel=1e-5
+    )

@@ -244,6 +244,12 @@ def _run_solve(args):
         qdamp=args.qdamp,
     )
     estimate = candidates[0].info if candidates else {}
+    stretch = estimate.get("input_stretch", 1.0)
+    if stretch != 1.0:
+        print(
+            f"model input: r stretched by {stretch:.3f} (the data's "
+            "nearest-neighbour peak onto the training bond length)"
+        )
     if estimate.get("count_estimate") is not None:
         qdamp = estimate.get("count_estimate_qdamp")
         print(

@@ -482,7 +482,11 @@ class CbLDMGenerator:
         list of ase.Atoms
             In generation order. ``atoms.info`` holds ``n_atoms``,
             ``adgp_residual`` (rms misfit of the Laplacian entries),
-            ``merged_atoms`` (see :data:`MERGE_DISTANCE`), ``relaxed``
+            ``merged_atoms`` (see :data:`MERGE_DISTANCE`),
+            ``input_stretch`` (the factor r of the data was stretched by
+            for the networks, :func:`~diffpy_cbldm.conventions
+            .stretch_factor`; 1 for weights that do not stretch),
+            ``relaxed``
             (the nearest-neighbour distance in Å it was relaxed to, or
             None), ``relax_steps`` and ``relax_converged`` (FIRE steps
             taken and whether the forces fell below the threshold; None
@@ -635,6 +639,7 @@ class CbLDMGenerator:
                 n_atoms=len(atoms),
                 adgp_residual=float(info["residual"]),
                 merged_atoms=int(merged),
+                input_stretch=float(stretch),
                 relaxed=nn,
                 structure_type=types[k] if types else None,
                 **estimate.get("info", dict.fromkeys(_ESTIMATE_KEYS)),

@@ -536,6 +536,7 @@ def test_the_estimator_reads_qdamp_in_the_stretched_frame(generator, measured):
     assert seen["info"]["count_estimate_qdamp"] == 0.05
     assert seen["info"]["count_estimate"] == direct["info"]["count_estimate"]
     (atoms,) = generator.propose((r, g), n=1, seed=0, element="Au", qdamp=0.05)
+    assert atoms.info["input_stretch"] == pytest.approx(k)
     assert atoms.info["count_estimate"] == pytest.approx(
         seen["info"]["count_estimate"], rel=1e-5
     )

@@ -121,7 +121,9 @@ class ClusterEstimator(nn.Module):
     def _known(self, pdf, qdamp):
         """Checked Qdamp as a float tensor and the mask of known rows."""
         if qdamp is None:
-            return None, torch.zeros(len(pdf), dtype=torch.bool)
+            return None, torch.zeros(
+                len(pdf), dtype=torch.bool, device=pdf.device
+            )
         if not self.reads_qdamp:
             raise ValueError(
                 "this cluster estimator does not read Qdamp "
@@ -138,7 +140,7 @@ class ClusterEstimator(nn.Module):
                 f"ClusterEstimator: Qdamp must be >= 0 Å⁻¹, got "
                 f"{qdamp[qdamp < 0].tolist()}"
             )
-        return qdamp, torch.isfinite(qdamp).cpu()
+        return qdamp, torch.isfinite(qdamp)
 
     def read_blind(self, pdf):
         """The blind reader's (mean, logvar, type_logits) for `pdf`."""
@@ -172,12 +174,19 @@ class ClusterEstimator(nn.Module):
         """
         check_pdf_batch(pdf, self.config.n_points, "ClusterEstimator")
         qdamp, known = self._known(pdf, qdamp)
-        out = [t.clone() for t in self.read_blind(pdf)]
-        if known.any():
-            rows = known.nonzero().reshape(-1).to(pdf.device)
-            informed = self.read_informed(pdf[rows], qdamp[rows])
-            for whole, part in zip(out, informed):
-                whole[rows] = part
+        # Each row is read once, by the reader its Qdamp calls for.
+        if not known.any():
+            return self.read_blind(pdf)
+        if known.all():
+            return self.read_informed(pdf, qdamp)
+        blind = self.read_blind(pdf[~known])
+        informed = self.read_informed(pdf[known], qdamp[known])
+        out = []
+        for part_blind, part_informed in zip(blind, informed):
+            whole = part_blind.new_empty((len(pdf),) + part_blind.shape[1:])
+            whole[~known] = part_blind
+            whole[known] = part_informed
+            out.append(whole)
         return tuple(out)
 
     def loss(self, pdf, natoms, stype, qdamp=None):

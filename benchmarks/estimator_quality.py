@@ -7,9 +7,13 @@ Two parts, on the **validation** split (the test split is kept for
 1. The estimator alone, on every validation PDF (all structures, all
    stored draws), mapped as ``CbLDMGenerator.model_input`` maps a
    measurement, read twice: told each PDF's Qdamp, and not told it.
-   Per type and mode: share of counts within 10 % (``exp`` of its mean
-   of ln n), median |error of ln n|, share of right types and the types
-   it reads.
+   Per type and mode, per extent (whether the particle's largest
+   interatomic distance fits in the PDF's r-range,
+   :func:`diffpy_cbldm.evaluation.extent`) and per width of the
+   estimate (up to or above
+   :data:`diffpy_cbldm.generator.UNCERTAIN_COUNT_WIDTH` in ln n): share
+   of counts within 10 % (``exp`` of its mean of ln n), median |error of
+   ln n|, median width, share of right types and the types it reads.
 2. ``propose`` + ``refine_candidates`` on ``--per-type`` validation
    PDFs per type (first draw, its own Q settings), ``-n`` candidates,
    for each type-guidance strength of ``--guidance``: share of sampled
@@ -49,6 +53,7 @@ def estimator_alone(gen, dataset):
 
     from diffpy_cbldm.conventions import stretch_factor
     from diffpy_cbldm.dataset.store import SETTINGS_COLUMNS
+    from diffpy_cbldm.evaluation import diameter, extent
     from diffpy_cbldm.training.data import load_split, structure_type_codes
 
     val = load_split(dataset, "val", "shape", gen.conventions)
@@ -57,6 +62,14 @@ def estimator_alone(gen, dataset):
     )
     truth_n = np.repeat(val.natoms.numpy(), val.n_draws)
     r = gen.conventions.rgrid
+    positions = dataset.array("positions")[val.rows]
+    extents = np.repeat(
+        [
+            extent(diameter(p[:k]), float(r[-1]))
+            for p, k in zip(positions, val.natoms.numpy())
+        ],
+        val.n_draws,
+    )
     pdfs = val.pdf.reshape(-1, len(r)).numpy()
     x = torch.as_tensor(
         np.stack([gen.model_input((r, g)) for g in pdfs]), dtype=torch.float32
@@ -74,26 +87,33 @@ def estimator_alone(gen, dataset):
     out = {}
     for mode, q in modes.items():
         with torch.no_grad():
-            mean, _, logits = net(x, q)
+            mean, logvar, logits = net(x, q)
         out[mode] = _scores(
             np.exp(mean.numpy()),
             logits.argmax(dim=-1).numpy(),
             truth_n,
             truth_type,
+            extents,
+            np.exp(0.5 * logvar.numpy()),
         )
     return out
 
 
-def _scores(estimate, kind, truth_n, truth_type):
+def _scores(estimate, kind, truth_n, truth_type, extents, width):
     from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
+    from diffpy_cbldm.evaluation import EXTENTS
+    from diffpy_cbldm.generator import UNCERTAIN_COUNT_WIDTH as wide
 
+    groups = {
+        name: truth_type == STRUCTURE_TYPES.index(name)
+        for name in STRUCTURE_TYPES
+    }
+    groups.update({label: extents == label for label in EXTENTS})
+    groups[f"width <= {wide}"] = width <= wide
+    groups[f"width > {wide}"] = width > wide
+    groups["all"] = np.ones(len(kind), bool)
     out = {}
-    for name in STRUCTURE_TYPES + ("all",):
-        keep = (
-            np.ones(len(kind), bool)
-            if name == "all"
-            else truth_type == STRUCTURE_TYPES.index(name)
-        )
+    for name, keep in groups.items():
         out[name] = {
             "pdfs": int(keep.sum()),
             "count_within_10pct": float(
@@ -103,6 +123,7 @@ def _scores(estimate, kind, truth_n, truth_type):
                 np.median(np.abs(np.log(estimate[keep] / truth_n[keep])))
             ),
             "type_correct": float(np.mean(kind[keep] == truth_type[keep])),
+            "median_width": float(np.median(width[keep])),
             "read_as": {
                 STRUCTURE_TYPES[k]: int(np.sum(kind[keep] == k))
                 for k in np.unique(kind[keep])
@@ -205,11 +226,15 @@ def main(argv=None):
         alone = estimator_alone(gen, ds)
         for mode, scores in alone.items():
             print(f"estimator on every validation PDF, {mode}")
-            print(f"{'type':<12} {'PDFs':>5} {'N ±10 %':>8} {'type ok':>8}")
+            print(
+                f"{'group':<14} {'PDFs':>5} {'N ±10 %':>8} {'width':>6} "
+                f"{'type ok':>8}"
+            )
             for name, row in scores.items():
                 print(
-                    f"{name:<12} {row['pdfs']:>5} "
+                    f"{name:<14} {row['pdfs']:>5} "
                     f"{row['count_within_10pct']:>8.2f} "
+                    f"{row['median_width']:>6.3f} "
                     f"{row['type_correct']:>8.2f}"
                 )
         rows = select_cases(ds, "val", args.per_type, seed=args.seed)

@@ -12,6 +12,9 @@ a generator's median raw Rw cannot be expected below this table's. The
 true cluster is then refined with the recipe every candidate gets
 (:func:`diffpy_cbldm.refine.refine_cluster` defaults: scale, zoomscale,
 Uiso, delta2; positions fixed), which gives the floor of the refined Rw.
+Medians per structure type and per extent (whether the particle's
+largest interatomic distance fits in the PDF's r-range,
+:func:`diffpy_cbldm.evaluation.extent`).
 
 Run from the repository root::
 
@@ -47,14 +50,20 @@ def main(argv=None):
 
     from diffpy_cbldm.atomic import atomic_path
     from diffpy_cbldm.dataset.store import open_dataset
-    from diffpy_cbldm.evaluation import _case_data, select_cases
+    from diffpy_cbldm.evaluation import (
+        EXTENTS,
+        _case_data,
+        diameter,
+        extent,
+        select_cases,
+    )
     from diffpy_cbldm.generator import candidate_rw
     from diffpy_cbldm.refine import refine_cluster
 
     ds = open_dataset(args.data)
     out = {}
     print(
-        f"{'cases':<10} {'type':<12} {'n':>3} {'truth raw Rw':>12} "
+        f"{'cases':<10} {'group':<14} {'n':>3} {'truth raw Rw':>12} "
         f"{'refined':>8}"
     )
     for item in args.cases.split(","):
@@ -65,22 +74,28 @@ def main(argv=None):
             data, sample = _case_data(ds, int(row))
             x = sample.positions
             atoms = Atoms(f"{sample.element}{len(x)}", positions=x)
+            size = diameter(x)
             records.append(
                 {
                     "row": int(row),
                     "type": sample.structure_type,
                     "natoms": len(x),
+                    "diameter": size,
+                    "extent": extent(size, float(data.r[-1])),
                     "rw": float(candidate_rw([atoms], data)[0]),
                     "refined_rw": float(refine_cluster(atoms, data).rw),
                 }
             )
         summary, refined = {}, {}
-        for t in sorted({r["type"] for r in records}) + ["all"]:
-            grp = [r for r in records if t in ("all", r["type"])]
+        groups = sorted({r["type"] for r in records}) + list(EXTENTS)
+        for t in groups + ["all"]:
+            grp = [r for r in records if t in ("all", r["type"], r["extent"])]
+            if not grp:
+                continue
             summary[t] = float(np.median([r["rw"] for r in grp]))
             refined[t] = float(np.median([r["refined_rw"] for r in grp]))
             print(
-                f"{item:<10} {t:<12} {len(grp):>3} {summary[t]:>12.3f} "
+                f"{item:<10} {t:<14} {len(grp):>3} {summary[t]:>12.3f} "
                 f"{refined[t]:>8.3f}"
             )
         out[item] = {

@@ -380,6 +380,13 @@ def _add_dataset(sub):
     )
     b.add_argument("--seed", type=int, default=42)
     b.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        help="PDFs per structure, each with its own acquisition settings "
+        "and noise (default: 2)",
+    )
+    b.add_argument(
         "--overwrite", action="store_true", help="replace an existing file"
     )
     b.set_defaults(func=_run_dataset_build)
@@ -394,6 +401,8 @@ def _run_dataset_build(args):
     options = {}
     if args.types is not None:
         options["types"] = tuple(args.types)
+    if args.draws is not None:
+        options["draws_per_structure"] = args.draws
     path = build_dataset(
         args.out,
         max_atoms=args.max_atoms,

@@ -22,9 +22,12 @@ import time
 import numpy as np
 
 __all__ = [
+    "EXTENTS",
     "SIZE_BINS",
     "StructureTyper",
+    "diameter",
     "evaluate",
+    "extent",
     "format_ranked",
     "format_summary",
     "nearest_neighbour_distance",
@@ -49,6 +52,27 @@ def size_bin(n):
         if lo <= n < hi or (hi == SIZE_BINS[-1][1] and n == hi):
             return f"{lo}-{hi}"
     return f"<{SIZE_BINS[0][0]}" if n < SIZE_BINS[0][0] else "256+"
+
+
+EXTENTS = ("fits r-range", "beyond r-range")
+"""Labels of :func:`extent`: whether the particle's largest
+interatomic distance lies within the r-range of its PDF."""
+
+
+def diameter(positions):
+    """Largest interatomic distance of a cluster, Å (0 for one atom)."""
+    from scipy.spatial.distance import pdist
+
+    positions = np.asarray(positions, dtype=float)
+    return float(pdist(positions).max()) if len(positions) > 1 else 0.0
+
+
+def extent(diameter_, rmax):
+    """``"fits r-range"`` when a particle of largest interatomic distance
+    `diameter_` (Å) is seen whole by a PDF that reaches `rmax` (Å), else
+    ``"beyond r-range"``: G(r) of a rod or plate longer than `rmax` holds
+    nothing of its length, and so little of its atom count."""
+    return EXTENTS[0] if diameter_ <= rmax else EXTENTS[1]
 
 
 def nearest_neighbour_distance(positions):
@@ -225,6 +249,7 @@ def evaluate(
     for row in tqdm(rows, desc="evaluating", disable=not progress):
         data, sample = _case_data(dataset, int(row))
         truth = len(sample.positions)
+        size = diameter(sample.positions)
         for name, gen in generators.items():
             t0 = time.perf_counter()
             cands = gen.propose(data, n, seed=seed)
@@ -237,6 +262,8 @@ def evaluate(
                 "type": sample.structure_type,
                 "natoms": truth,
                 "size_bin": size_bin(truth),
+                "diameter": size,
+                "extent": extent(size, float(data.r[-1])),
                 "raw_rw": float(min(raw)),
                 "raw_natoms": len(best_raw),
                 "propose_s": t_propose,
@@ -279,24 +306,27 @@ def _stats(group, refine):
 
 
 def summarise(records):
-    """Per generator: statistics overall, per type and per size bin.
+    """Per generator: statistics overall, per type, per size bin and per
+    extent (whether the particle fits in its PDF's r-range, :func:`extent`;
+    records without it, from older runs, are left out of that grouping).
 
     Returns
     -------
     dict
         ``{generator: {"all": stats, "type": {t: stats}, "size_bin":
-        {b: stats}}}`` where stats holds ``cases``, ``median_raw_rw``,
-        ``median_refined_rw``, ``count_within_10pct``, ``type_correct``,
-        ``median_propose_s`` and ``median_solve_s``.
+        {b: stats}, "extent": {e: stats}}}`` where stats holds ``cases``,
+        ``median_raw_rw``, ``median_refined_rw``, ``count_within_10pct``,
+        ``type_correct``, ``median_propose_s`` and ``median_solve_s``.
     """
     out = {}
     for name in dict.fromkeys(r["generator"] for r in records):
         mine = [r for r in records if r["generator"] == name]
         refine = all("refined_rw" in r for r in mine)
-        entry = {"all": _stats(mine, refine), "type": {}, "size_bin": {}}
-        for key in ("type", "size_bin"):
-            for value in sorted({r[key] for r in mine}):
-                group = [r for r in mine if r[key] == value]
+        entry = {"all": _stats(mine, refine)}
+        for key in ("type", "size_bin", "extent"):
+            entry[key] = {}
+            for value in sorted({r[key] for r in mine if key in r}):
+                group = [r for r in mine if r.get(key) == value]
                 entry[key][value] = _stats(group, refine)
         out[name] = entry
     return out
@@ -414,22 +444,22 @@ def solve_cases(generators, cases, *, typer, n=10, seed=0, **refine_options):
 
 
 def format_summary(summary, key):
-    """Text table of :func:`summarise` output, grouped by `key` ("type"
-    or "size_bin")."""
+    """Text table of :func:`summarise` output, grouped by `key` ("type",
+    "size_bin" or "extent")."""
     lines = []
     head = (
-        f"{'generator':<9} {key:<12} {'cases':>5} {'raw Rw':>7} "
+        f"{'generator':<9} {key:<14} {'cases':>5} {'raw Rw':>7} "
         f"{'ref. Rw':>7} {'N±10%':>6} {'type ok':>7} {'prop s':>6} "
         f"{'solve s':>7}"
     )
     lines.append(head)
     lines.append("-" * len(head))
     for name, entry in summary.items():
-        groups = dict(entry[key]) if key != "all" else {}
+        groups = dict(entry.get(key, {})) if key != "all" else {}
         groups["all"] = entry["all"]
         for label, st in groups.items():
             lines.append(
-                f"{name:<9} {label:<12} {st['cases']:>5} "
+                f"{name:<9} {label:<14} {st['cases']:>5} "
                 f"{st['median_raw_rw']:>7.3f} "
                 f"{st.get('median_refined_rw', float('nan')):>7.3f} "
                 f"{st['count_within_10pct']:>6.2f} "
@@ -635,10 +665,13 @@ def merge_results(results, echo=print):
 
 
 def echo_summary(summary, echo=print):
-    """Print :func:`summarise` output per structure type and size bin."""
+    """Print :func:`summarise` output per structure type, size bin and
+    extent."""
     echo(format_summary(summary, "type"))
     echo("")
     echo(format_summary(summary, "size_bin"))
+    echo("")
+    echo(format_summary(summary, "extent"))
 
 
 def echo_solved(reference, experimental, echo=print):

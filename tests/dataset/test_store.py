@@ -172,3 +172,21 @@ def test_cli_build_and_info(tmp_path, capsys):
     # a second build into the same file is refused with a one-line error
     assert main(argv) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_cli_build_draws(tmp_path, capsys):
+    from diffpy_cbldm.cli import main
+
+    out = tmp_path / "draws.h5"
+    argv = ["dataset", "build", "--out", str(out), "--types", "decahedral"]
+    argv += ["--max-atoms", "13", "--workers", "1", "--draws", "3"]
+    assert main(argv) == 0
+    with open_dataset(out) as ds:
+        assert ds.n_draws == 3
+        assert ds.manifest["build"]["draws_per_structure"] == 3
+        assert ds.array("pdf").shape[1] == 3
+    bad = tmp_path / "bad.h5"
+    argv[3] = str(bad)
+    assert main(argv[:-1] + ["0"]) == 2
+    assert "draws_per_structure" in capsys.readouterr().err
+    assert not bad.exists()

@@ -469,6 +469,29 @@ def test_a_count_beyond_the_model_is_flagged(caplog):
     assert "stop at 256 atoms" in record.getMessage()
 
 
+def test_an_uncertain_count_is_flagged(caplog):
+    """A count estimate wider than UNCERTAIN_COUNT_WIDTH in ln n is
+    reported with the model's r-range in the data's units."""
+    import logging
+
+    from diffpy_cbldm.generator import (
+        UNCERTAIN_COUNT_WIDTH,
+        _warn_uncertain_count,
+    )
+
+    pdf = PDFData.from_arrays(np.linspace(0.5, 20, 50), np.ones(50))
+    info = {"count_estimate": 120.4, "count_estimate_width": 0.05}
+    with caplog.at_level(logging.WARNING, logger="diffpy_cbldm.generator"):
+        _warn_uncertain_count({"info": info}, 30.0, pdf)
+        assert not caplog.records
+        info["count_estimate_width"] = UNCERTAIN_COUNT_WIDTH + 0.01
+        _warn_uncertain_count({"info": info}, 30.0 / 0.98, pdf)
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "about 120 atoms, ln n ± 0.16" in message
+    assert "r-range of 31 Å" in message
+
+
 def test_the_estimator_reads_qdamp_from_argument_or_header(
     generator, measured
 ):

@@ -8,6 +8,7 @@ from diffpy_cbldm.dataset.store import open_dataset
 from diffpy_cbldm.evaluation import (
     SIZE_BINS,
     StructureTyper,
+    format_summary,
     nearest_neighbour_distance,
     select_cases,
     size_bin,
@@ -156,3 +157,39 @@ def test_summarise_medians():
     assert out["count_within_10pct"] == pytest.approx(2 / 3)
     assert out["type_correct"] == pytest.approx(2 / 3)
     assert out["median_solve_s"] == pytest.approx(3.0)
+
+
+def test_diameter_and_extent():
+    from diffpy_cbldm.evaluation import EXTENTS, diameter, extent
+
+    # a 3-4-5 right triangle: the hypotenuse is the largest distance
+    assert diameter([[0, 0, 0], [3, 0, 0], [0, 4, 0]]) == pytest.approx(5.0)
+    assert diameter([[1.0, 2.0, 3.0]]) == 0.0
+    assert extent(29.9, 30.0) == extent(30.0, 30.0) == EXTENTS[0]
+    assert extent(30.1, 30.0) == EXTENTS[1]
+
+
+def test_summary_by_extent_skips_records_without_it():
+    base = dict(
+        generator="g",
+        type="fcc",
+        size_bin="5-80",
+        raw_rw=0.2,
+        refined_rw=0.1,
+        top_type="fcc",
+        propose_s=1.0,
+        refine_s=2.0,
+    )
+    records = [
+        dict(base, count_error=0.0, extent="fits r-range"),
+        dict(base, count_error=0.5, extent="beyond r-range"),
+        dict(base, count_error=0.5, extent="beyond r-range"),
+        dict(base, count_error=0.0),
+    ]
+    out = summarise(records)["g"]
+    assert out["all"]["cases"] == 4
+    assert out["extent"]["fits r-range"]["cases"] == 1
+    assert out["extent"]["fits r-range"]["count_within_10pct"] == 1.0
+    assert out["extent"]["beyond r-range"]["count_within_10pct"] == 0.0
+    table = format_summary(summarise(records), "extent")
+    assert "beyond r-range" in table and "fits r-range" in table

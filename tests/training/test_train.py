@@ -252,6 +252,113 @@ def test_exported_weights_are_the_best_ema_weights(run, tiny_set, tiny_config):
         assert manifest["data_hash"] == ds.manifest["content_sha256"]
 
 
+def test_estimator_exported_onto_base_weights(
+    run, tiny_set, tiny_config, tmp_path
+):
+    """A run of stage 4 alone with base weights writes a copy of the base
+    set: the tensors of stages 1-3 unchanged, this run's estimator, the
+    base's data hash and conventions, the estimator's own training set
+    named, and no pipeline results measured with the base's estimator."""
+    import dataclasses
+
+    from diffpy_cbldm import CbLDMGenerator
+    from diffpy_cbldm.dataset.store import open_dataset
+    from diffpy_cbldm.training.stages import PIPELINE_METRICS
+    from diffpy_cbldm.weights import load_weights, read_manifest
+
+    _, base = run
+    # The base set as a benchmark leaves it: with a pipeline result.
+    manifest = read_manifest(base)
+    manifest["metrics"]["test_evaluation"] = {"cases": 1}
+    (base / "manifest.json").write_text(json.dumps(manifest))
+    config = dataclasses.replace(
+        tiny_config.with_stage_settings(("estimator",), seed=7),
+        model=dataclasses.replace(
+            tiny_config.model,
+            estimator=dataclasses.replace(
+                tiny_config.model.estimator, hidden=24
+            ),
+        ),
+    )
+    out = tmp_path / "out"
+    exported = train(
+        "estimator", tiny_set, out, config, progress=False, base_weights=base
+    )
+    assert exported == out / "weights"
+    _, base_modules = load_weights(base)
+    config_new, modules = load_weights(exported)
+    for name in ("condition_vae", "structure_vae", "denoiser"):
+        ours = modules[name].state_dict()
+        theirs = base_modules[name].state_dict()
+        assert ours.keys() == theirs.keys()
+        for key, value in ours.items():
+            assert torch.equal(value, theirs[key]), (name, key)
+    new = read_manifest(exported)
+    best = load_checkpoint(out / "estimator" / "best.pt")
+    assert new["metrics"]["estimator"] == best["metrics"]
+    assert not set(PIPELINE_METRICS) & set(new["metrics"])
+    for key in ("condition", "structure", "diffusion"):
+        assert new["metrics"][key] == manifest["metrics"][key]
+    assert new["data_hash"] == manifest["data_hash"]
+    assert new["conventions"] == manifest["conventions"]
+    with open_dataset(tiny_set) as ds:
+        assert new["metrics"]["estimator_data"] == {
+            "file": tiny_set.name,
+            "sha256": ds.manifest["content_sha256"],
+        }
+    assert config_new.estimator.hidden == 24
+    for key, value in modules["cluster_estimator"].state_dict().items():
+        assert torch.equal(value, best["weights"][key]), key
+    gen = CbLDMGenerator.from_pretrained(exported)
+    assert "cluster_estimator" in gen.modules
+
+
+def test_base_weights_are_for_stage_four_alone(run, tiny_set, tmp_path):
+    from diffpy_cbldm.weights import WeightsError
+
+    out, base = run
+    with pytest.raises(ValueError, match="not of stage 'all'"):
+        train("all", tiny_set, tmp_path / "a", base_weights=base)
+    with pytest.raises(ValueError, match="has its own stage"):
+        train("estimator", tiny_set, out, base_weights=base)
+    with pytest.raises(WeightsError, match="no-such-set"):
+        train(
+            "estimator", tiny_set, tmp_path / "b", base_weights="no-such-set"
+        )
+    assert not (tmp_path / "b" / "estimator").exists()
+
+
+def test_base_weights_of_other_conventions_are_refused(
+    run, tiny_set, tmp_path
+):
+    from diffpy_cbldm.weights import save_weights
+    from diffpy_cbldm.weights import load_weights, read_manifest
+
+    config, modules = load_weights(run[1])
+    manifest = read_manifest(run[1])
+    other = config.__class__.from_dict(
+        dict(
+            config.to_dict(),
+            conventions=dict(
+                manifest["conventions"],
+                pdf=dict(manifest["conventions"]["pdf"], biso=0.5),
+            ),
+        )
+    )
+    base = tmp_path / "other"
+    save_weights(
+        base,
+        other,
+        {"condition_vae": modules["condition_vae"]},
+        metrics={},
+        data_hash="h",
+        sampler_defaults={},
+    )
+    with pytest.raises(ValueError, match="other conventions"):
+        train("estimator", tiny_set, tmp_path / "c", base_weights=base)
+    assert not (tmp_path / "c" / "estimator").exists()
+
+
 def test_latent_scale_whitens_the_training_latents(run):
     """latent_scale = 1 / std of z0 = mu + sigma eps over the training
     latents: var(z0) = var(mu) + mean(sigma^2)."""

@@ -418,9 +418,9 @@ class ClusterEstimatorConfig:
     qdamp_reference : float or None
         Qdamp in Å⁻¹ (0.1, the top of the training range) to which a PDF
         whose Qdamp is known is damped before it is read, so that
-        the resolution envelope no longer mimics a smaller particle; the
-        head is also told whether Qdamp was known. None: the estimator
-        does not read Qdamp (weights made before it did).
+        the resolution envelope no longer mimics a smaller particle; such
+        PDFs are read by a second, *informed* reader. None: the estimator
+        has the blind reader only (weights made before it had two).
     rstep : float
         r-step in Å of the model grid, for that envelope.
     """

@@ -71,6 +71,13 @@ def add_train_arguments(parser):
         "busy machine 1 can be much faster",
     )
     parser.add_argument(
+        "--base-weights",
+        default=None,
+        help="with --stage estimator only: export the trained cluster "
+        "estimator onto a copy of this weights set (a registered name such "
+        "as mmnp-v1, or a folder), whose networks of stages 1-3 it keeps",
+    )
+    parser.add_argument(
         "--no-resume",
         dest="resume",
         action="store_false",
@@ -157,6 +164,7 @@ def run_train(args):
         resume=args.resume,
         progress=args.progress,
         device=args.device,
+        base_weights=args.base_weights,
     )
 
 

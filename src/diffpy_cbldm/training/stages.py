@@ -20,7 +20,9 @@ z0`` with ``z0`` drawn from that posterior at every step. Stage 4 trains
 the cluster estimator on normalised PDFs, atom counts and structure
 types; it depends on no other stage. The weights are exported once
 stages 1-3 are done, with the cluster estimator when stage 4 is done
-too.
+too. A run of stage 4 alone can instead be exported onto an existing
+weights set (``base_weights``): a copy of that set whose networks of
+stages 1-3 are unchanged and whose cluster estimator is this run's.
 """
 
 import json
@@ -88,6 +90,10 @@ _NETWORK = {
 # The networks every exported set holds; the cluster estimator is added
 # when its stage is done.
 _EXPORTED = ("condition", "structure", "diffusion")
+# Metrics of a weights set measured on the whole pipeline with its
+# cluster estimator; a set exported onto it with another estimator
+# drops them until they are measured again.
+PIPELINE_METRICS = ("test_evaluation", "estimator_quality_val")
 # Batch of the frozen networks when they encode the whole set.
 _ENCODE_BATCH = 256
 # spawn_key purpose of the initial weights of each stage's network.
@@ -577,7 +583,87 @@ def _export(out_dir, config, data_hash, data_name, nn_peak):
     )
 
 
-def _run(stage, dataset, out_dir, config, ctx, resume, progress):
+def _check_base_weights(stage, base_weights, out_dir, config, data_name):
+    """Refuse `base_weights` except for stage 4 alone, a set that fails
+    its checksums, and one of other conventions than the training set
+    (the input stretch aside), before anything is trained."""
+    import dataclasses
+
+    from diffpy_cbldm.weights import load_weights
+
+    if stage != "estimator":
+        raise ValueError(
+            "base weights stand in for stages 1-3 of a run of stage "
+            f"'estimator' alone, not of stage {stage!r}"
+        )
+    own = [s for s in _EXPORTED if (out_dir / s / BEST).is_file()]
+    if own:
+        raise ValueError(
+            f"{out_dir} has its own stage(s) {', '.join(own)}; base weights "
+            "are for a run that trains the cluster estimator alone"
+        )
+    base_config, _ = load_weights(base_weights)
+    ours = dataclasses.replace(config.model.conventions, nn_peak=None)
+    theirs = dataclasses.replace(base_config.conventions, nn_peak=None)
+    if ours != theirs:
+        raise ValueError(
+            f"base weights {str(base_weights)!r} were trained with other "
+            f"conventions than the training set {data_name}: {theirs} "
+            f"against {ours}"
+        )
+
+
+def _export_onto(base, out_dir, config, data_hash, data_name):
+    """Write a copy of the weights set `base` (a registered name or a
+    folder) whose cluster estimator is this run's best stage-4 network.
+
+    The networks of stages 1-3, the latent scale, the conventions (the
+    input stretch ``nn_peak`` included) and the sampler defaults are the
+    base set's, tensor for tensor; so are its metrics, except the estimator's
+    (this run's) and :data:`PIPELINE_METRICS`, which were measured with
+    the base set's estimator. ``data_hash`` stays the hash of the data
+    stages 1-3 were trained on; the estimator's training set is recorded
+    in ``metrics["estimator_data"]``.
+    """
+    import dataclasses
+
+    from diffpy_cbldm.model import build_modules
+    from diffpy_cbldm.weights import load_weights, read_manifest, save_weights
+
+    base_config, base_modules = load_weights(base)
+    manifest = read_manifest(base)
+    state = load_checkpoint(out_dir / "estimator" / BEST)
+    model_config = dataclasses.replace(
+        base_config, estimator=config.model.estimator
+    )
+    net = build_modules(model_config, ["cluster_estimator"])
+    net = net["cluster_estimator"]
+    net.load_state_dict(state["weights"])
+    modules = dict(base_modules, cluster_estimator=net.eval())
+    metrics = {
+        key: value
+        for key, value in manifest["metrics"].items()
+        if key not in PIPELINE_METRICS
+    }
+    metrics["estimator"] = state["metrics"]
+    metrics["estimator_data"] = {"file": data_name, "sha256": data_hash}
+    return save_weights(
+        out_dir / WEIGHTS_DIR,
+        model_config,
+        modules,
+        metrics=metrics,
+        data_hash=manifest["data_hash"],
+        sampler_defaults=manifest["sampler_defaults"],
+        description=(
+            f"{manifest['description']}; cluster estimator retrained on "
+            f"{data_name} by diffpy_cbldm.training"
+        ),
+    )
+
+
+def _run(
+    stage, dataset, out_dir, config, ctx, resume, progress, base_weights=None
+):
     """Train one stage; return its best.pt (or the weights folder)."""
     data_hash = dataset.manifest.get("content_sha256")
     splits = (
@@ -643,6 +729,14 @@ def _run(stage, dataset, out_dir, config, ctx, resume, progress):
         progress=progress,
     )
     done = all((out_dir / s / BEST).is_file() for s in _EXPORTED)
+    if stage == "estimator" and base_weights is not None:
+        path = None
+        if ctx.is_main:
+            path = _export_onto(
+                base_weights, out_dir, config, data_hash, dataset.path.name
+            )
+        ctx.barrier()
+        return Path(path) if path else out_dir / WEIGHTS_DIR
     if stage in ("diffusion", "estimator") and done:
         path = None
         if ctx.is_main:
@@ -667,6 +761,7 @@ def train(
     resume=True,
     progress=True,
     device=None,
+    base_weights=None,
 ):
     """Train CbLDM: one stage, or all four in order.
 
@@ -696,13 +791,20 @@ def train(
         Show progress bars.
     device : {"cpu", "cuda"}, optional
         Default: CUDA when available.
+    base_weights : str or path-like, optional
+        Only with ``stage="estimator"`` and no stages 1-3 in `out_dir`:
+        a weights set (registered name or folder) onto which the
+        trained cluster estimator is exported (``OUT/weights``, a copy
+        of that set with this estimator; see the module docstring). Its
+        conventions must be the training set's.
 
     Returns
     -------
     pathlib.Path
         The exported weights folder (``OUT/weights``) for "diffusion",
-        "estimator" and "all" once stages 1-3 are done; the stage's
-        ``best.pt`` otherwise.
+        "estimator" and "all" once stages 1-3 are done, and for
+        "estimator" with `base_weights`; the stage's ``best.pt``
+        otherwise.
 
     Raises
     ------
@@ -734,10 +836,21 @@ def train(
         with open_dataset(data) as dataset:
             config = _resolve_config(config, out_dir, data, ctx)
             _check_conventions(config.model.conventions, dataset)
+            if base_weights is not None:
+                _check_base_weights(
+                    stage, base_weights, out_dir, config, data.name
+                )
             stages = STAGES if stage == "all" else (stage,)
             for name in stages:
                 result = _run(
-                    name, dataset, out_dir, config, ctx, resume, progress
+                    name,
+                    dataset,
+                    out_dir,
+                    config,
+                    ctx,
+                    resume,
+                    progress,
+                    base_weights,
                 )
         return result
     finally:

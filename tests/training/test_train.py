@@ -319,6 +319,7 @@ def test_base_weights_are_for_stage_four_alone(run, tiny_set, tmp_path):
     out, base = run
     with pytest.raises(ValueError, match="not of stage 'all'"):
         train("all", tiny_set, tmp_path / "a", base_weights=base)
+    assert not (tmp_path / "a").exists()
     with pytest.raises(ValueError, match="has its own stage"):
         train("estimator", tiny_set, out, base_weights=base)
     with pytest.raises(WeightsError, match="no-such-set"):
@@ -356,7 +357,7 @@ def test_base_weights_of_other_conventions_are_refused(
     )
     with pytest.raises(ValueError, match="other conventions"):
         train("estimator", tiny_set, tmp_path / "c", base_weights=base)
-    assert not (tmp_path / "c" / "estimator").exists()
+    assert not (tmp_path / "c").exists()
 
 
 def test_latent_scale_whitens_the_training_latents(run):

@@ -206,8 +206,9 @@ def default_config(data):
     )
 
 
-def _resolve_config(config, out_dir, data, ctx):
-    """The configuration to train with, written to OUT/config.json."""
+def _resolve_config(config, out_dir, data):
+    """The configuration to train with: `config`, else OUT/config.json,
+    else the defaults for the training set."""
     path = out_dir / CONFIG_FILE
     if config is None:
         if path.is_file():
@@ -221,10 +222,14 @@ def _resolve_config(config, out_dir, data, ctx):
         raise ValueError(
             f"config must be a RunConfig or None, got {type(config).__name__}"
         )
-    if ctx.is_main:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     return config
+
+
+def _write_config(config, out_dir):
+    """Create `out_dir` and write the configuration to OUT/config.json."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / CONFIG_FILE) as tmp:
+        tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
 
 # -- the frozen networks of earlier stages ------------------------------
@@ -830,16 +835,17 @@ def train(
         raise NotADirectoryError(f"output {out_dir} is not a folder")
     ctx = distributed.setup(device)
     try:
-        if ctx.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        ctx.barrier()
         with open_dataset(data) as dataset:
-            config = _resolve_config(config, out_dir, data, ctx)
+            # Every check before the first file is written.
+            config = _resolve_config(config, out_dir, data)
             _check_conventions(config.model.conventions, dataset)
             if base_weights is not None:
                 _check_base_weights(
                     stage, base_weights, out_dir, config, data.name
                 )
+            if ctx.is_main:
+                _write_config(config, out_dir)
+            ctx.barrier()
             stages = STAGES if stage == "all" else (stage,)
             for name in stages:
                 result = _run(

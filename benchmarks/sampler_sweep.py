@@ -2,16 +2,22 @@
 
 The paper tunes the skip of its accelerated sampler (t1, t2) on
 validation data (section 3.3). For each sampler setting below, CbLDM
-proposes ``-n`` candidates for ``--per-type`` validation structures per
-type (their stored PDFs, first draw) and the table gives the median best
-raw Rw (free scale, no refinement; candidates relaxed, as
-``propose`` does by default), the share of cases whose best
-candidate has the atom count within 10 %, and the median propose time.
+solves ``--per-type`` validation structures per type (their stored PDFs,
+first draw) exactly as ``benchmarks/evaluate.py`` solves the test split
+(:func:`diffpy_cbldm.evaluation.evaluate`: ``propose`` with the setting,
+every candidate refined, ranked by Rw), and the table gives, overall and
+per extent (whether the particle fits in the PDF's r-range), the median
+best raw Rw, the median refined Rw of the top candidate, the share of
+cases whose top candidate has the atom count within 10 % and the right
+structure type, and the median propose time. Settings are chosen here,
+on validation data; the test split only reports the chosen one.
 
-Run from the repository root::
+Run from the repository root (two processes can share the settings
+and be joined with ``--merge``)::
 
     python benchmarks/sampler_sweep.py --data data/mmnp-v1.h5 \\
-        --weights runs/mmnp-v1/weights
+        [--weights W] [--settings "dpm 20" "ddim 50"] [--out part.json]
+    python benchmarks/sampler_sweep.py --merge part1.json part2.json
 
 Writes ``benchmarks/results/sampler_sweep.json``.
 """
@@ -19,10 +25,7 @@ Writes ``benchmarks/results/sampler_sweep.json``.
 import argparse
 import json
 import os
-import time
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "sampler_sweep.json"
@@ -39,67 +42,136 @@ SETTINGS = {
     "cbldm dpm 20, t1 100 t2 900": dict(
         sampler="cbldm", base="dpm", steps=20, t1=100, t2=900
     ),
+    "cbldm dpm 20, t1 600 t2 700": dict(
+        sampler="cbldm", base="dpm", steps=20, t1=600, t2=700
+    ),
 }
+
+
+class _Setting:
+    """A generator whose ``propose`` uses one sampler setting."""
+
+    def __init__(self, generator, settings):
+        self.generator = generator
+        self.settings = settings
+
+    def propose(self, data, n, **kwargs):
+        return self.generator.propose(data, n, **kwargs, **self.settings)
+
+
+def _print_table(table):
+    from diffpy_cbldm.evaluation import EXTENTS
+
+    head = (
+        f"{'setting':<30} {'cases':<14} {'raw Rw':>7} {'ref. Rw':>7} "
+        f"{'N±10%':>6} {'type ok':>7} {'prop s':>6}"
+    )
+    print(head)
+    print("-" * len(head))
+    for label, entry in table.items():
+        groups = {"all": entry["summary"]["all"]}
+        groups.update(entry["summary"].get("extent", {}))
+        for group in ("all",) + EXTENTS:
+            if group not in groups:
+                continue
+            st = groups[group]
+            print(
+                f"{label if group == 'all' else '':<30} "
+                f"{group + ' ' + str(st['cases']):<14} "
+                f"{st['median_raw_rw']:>7.3f} {st['median_refined_rw']:>7.3f} "
+                f"{st['count_within_10pct']:>6.2f} {st['type_correct']:>7.2f} "
+                f"{st['median_propose_s']:>6.2f}"
+            )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="data/mmnp-v1.h5")
     parser.add_argument("--weights", default=None)
-    parser.add_argument("--per-type", type=int, default=3)
+    parser.add_argument("--per-type", type=int, default=4)
     parser.add_argument("-n", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        choices=list(SETTINGS),
+        default=list(SETTINGS),
+        metavar="LABEL",
+        help=f"settings to run (default all: {list(SETTINGS)})",
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="join earlier results (same cases) into --out",
+    )
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
+    from diffpy_cbldm.atomic import atomic_path
+
+    path = Path(args.out)
+    if args.merge:
+        parts = [json.loads(Path(p).read_text()) for p in args.merge]
+        if any(p["rows"] != parts[0]["rows"] for p in parts):
+            raise SystemExit("the results to merge have different cases")
+        out = dict(parts[0], table={}, load_average=[])
+        for part in parts:
+            out["table"].update(part["table"])
+            out["load_average"].append(part["load_average"])
+        out["command"] = "python benchmarks/sampler_sweep.py --merge " + (
+            " ".join(args.merge)
+        )
+        _print_table(out["table"])
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(out, indent=2))
+        print(f"wrote {path}")
+        return
+
     import torch
 
-    from diffpy_cbldm.atomic import atomic_path
     from diffpy_cbldm.dataset.store import open_dataset
-    from diffpy_cbldm.evaluation import _case_data, select_cases
+    from diffpy_cbldm.evaluation import (
+        StructureTyper,
+        evaluate,
+        select_cases,
+        summarise,
+    )
     from diffpy_cbldm.generator import CbLDMGenerator
 
     torch.set_num_threads(1)
     gen = CbLDMGenerator.from_pretrained(args.weights, "cpu")
     ds = open_dataset(args.data)
+    typer = StructureTyper(ds, ds.split_indices("train"))
     rows = select_cases(ds, "val", args.per_type, seed=args.seed)
-    cases = [_case_data(ds, int(r)) for r in rows]
-    print(f"{len(rows)} validation cases, n = {args.n}")
-    head = f"{'setting':<30} {'raw Rw':>7} {'N±10%':>6} {'propose s':>9}"
-    print(head)
-    print("-" * len(head))
+    print(f"{len(rows)} validation cases, n = {args.n}, weights {gen.name}")
     table = {}
-    for label, kw in SETTINGS.items():
-        rws, ok, times = [], [], []
-        for data, sample in cases:
-            t0 = time.perf_counter()
-            cands = gen.propose(data, args.n, seed=args.seed, **kw)
-            times.append(time.perf_counter() - t0)
-            best = min(cands, key=lambda a: a.info["rw"])
-            rws.append(best.info["rw"])
-            truth = len(sample.positions)
-            ok.append(abs(len(best) - truth) <= 0.1 * truth)
+    for label in args.settings:
+        kw = SETTINGS[label]
+        records = evaluate(
+            {label: _Setting(gen, kw)},
+            ds,
+            rows,
+            typer=typer,
+            n=args.n,
+            seed=args.seed,
+            progress=False,
+        )
         table[label] = {
             "settings": kw,
-            "median_raw_rw": float(np.median(rws)),
-            "count_within_10pct": float(np.mean(ok)),
-            "median_propose_s": float(np.median(times)),
-            "raw_rw": [float(v) for v in rws],
+            "summary": summarise(records)[label],
+            "records": records,
         }
-        t = table[label]
-        print(
-            f"{label:<30} {t['median_raw_rw']:>7.3f} "
-            f"{t['count_within_10pct']:>6.2f} {t['median_propose_s']:>9.2f}"
-        )
+        _print_table({label: table[label]})
     out = {
-        "args": vars(args),
+        "args": {k: v for k, v in vars(args).items() if k != "merge"},
+        "weights": gen.name,
         "rows": rows.tolist(),
         "table": table,
         "load_average": list(os.getloadavg()),
     }
-    path = Path(args.out)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(out, indent=2))
+        tmp.write_text(json.dumps(out, indent=2, default=float))
     print(f"wrote {path}")
 
 

@@ -1,8 +1,9 @@
-"""Throughput of the three CbLDM training stages, and the projected time
-of ``cbldm train --stage all`` on the full training set.
+"""Throughput of the four training stages (CbLDM's three and the cluster
+estimator), and the projected time of ``cbldm train --stage all`` on the
+full training set.
 
 Each stage is trained for two epochs with the default networks and the
-default stage settings (batch 32), through the real training loop
+default stage settings, through the real training loop
 (:func:`diffpy_cbldm.training.train`: data assembly, on-the-fly
 Laplacians, EMA, validation, checkpoints), for every combination of
 precision (fp32, bf16 autocast) and torch threads asked for. The second
@@ -38,7 +39,7 @@ from diffpy_cbldm.atomic import atomic_path
 
 RESULTS = Path(__file__).parent / "results" / "training_throughput.json"
 FULL_SET = Path(__file__).parents[1] / "data" / "mmnp-v1.h5"
-STAGES = ("condition", "structure", "diffusion")
+STAGES = ("condition", "structure", "diffusion", "estimator")
 EPOCHS = 2
 
 

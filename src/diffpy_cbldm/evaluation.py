@@ -31,6 +31,7 @@ __all__ = [
     "format_ranked",
     "format_summary",
     "nearest_neighbour_distance",
+    "principal_extents",
     "reference_cases",
     "run_evaluation",
     "select_cases",
@@ -65,6 +66,23 @@ def diameter(positions):
 
     positions = np.asarray(positions, dtype=float)
     return float(pdist(positions).max()) if len(positions) > 1 else 0.0
+
+
+def principal_extents(positions):
+    """Lengths of a cluster along its principal axes, Å, longest first.
+
+    The span (largest minus smallest coordinate) of the atom centres along
+    each eigenvector of their covariance: about 0 across a monolayer, one
+    layer spacing across two layers, so a rod reads (long, thin, thin) and
+    a plate (wide, wide, thin). Zeros for fewer than two atoms.
+    """
+    x = np.asarray(positions, dtype=float)
+    if len(x) < 2:
+        return np.zeros(3)
+    x = x - x.mean(axis=0)
+    _, axes = np.linalg.eigh(x.T @ x)
+    p = x @ axes
+    return np.sort(p.max(axis=0) - p.min(axis=0))[::-1]
 
 
 def extent(diameter_, rmax):

@@ -169,6 +169,22 @@ def test_diameter_and_extent():
     assert extent(30.1, 30.0) == EXTENTS[1]
 
 
+def test_principal_extents_of_a_rotated_slab():
+    from scipy.spatial.transform import Rotation
+
+    from diffpy_cbldm.evaluation import principal_extents
+
+    # a 10 x 4 x 2 grid of unit spacing (spans 9, 3, 1), turned at random
+    grid = np.stack(
+        np.meshgrid(np.arange(10), np.arange(4), np.arange(2)), -1
+    ).reshape(-1, 3)
+    turned = Rotation.random(random_state=1).apply(grid) + [5.0, -2.0, 7.0]
+    assert principal_extents(turned) == pytest.approx([9.0, 3.0, 1.0])
+    # a monolayer has no thickness; one atom has no extent
+    assert principal_extents(grid[grid[:, 2] == 0])[2] == pytest.approx(0.0)
+    assert list(principal_extents([[1.0, 2.0, 3.0]])) == [0.0, 0.0, 0.0]
+
+
 def test_summary_by_extent_skips_records_without_it():
     base = dict(
         generator="g",

@@ -29,6 +29,8 @@ def test_options_reach_the_stage_trained(
             "16",
             "--seed",
             "3",
+            "--precision",
+            "bf16",  # the tiny configuration trains in fp32
             "--no-progress",
         ]
     )
@@ -36,11 +38,12 @@ def test_options_reach_the_stage_trained(
     state = load_checkpoint(out / "condition" / "last.pt")
     assert state["epoch"] == 1
     settings = state["config"]["condition"]
-    assert (settings["epochs"], settings["batch_size"], settings["seed"]) == (
-        1,
-        16,
-        3,
-    )
+    assert (
+        settings["epochs"],
+        settings["batch_size"],
+        settings["seed"],
+        settings["precision"],
+    ) == (1, 16, 3, "bf16")
     saved = json.loads((out / "config.json").read_text())
     original = json.loads(tiny_config_file.read_text())
     # Only the stage trained changed.

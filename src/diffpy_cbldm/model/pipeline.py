@@ -88,11 +88,15 @@ decoded to atoms thousands of ångströms apart (the HCP reference PDF of
 ``shared/data/diffpy-reference``, Fe, whose neighbour distance of 2.34 Å
 lies below the training set's 2.49-2.98 Å)."""
 
-DEFAULT_T1 = 400
+DEFAULT_T1 = 600
 DEFAULT_T2 = 700
-"""Default skip of the cbldm sampler, from step 700 to 400 of T = 1000.
-Placeholders until tuned on validation data (paper, section 3.3); trained
-weights carry their own in the manifest's ``sampler_defaults``."""
+"""Default skip of the cbldm sampler, from step 700 to 600 of T = 1000:
+chosen on the validation split for the mmnp-v1 weights (paper, section
+3.3; ``benchmarks/sampler_sweep.py``: longer skips blend in more of the
+conditional prior, whose draws decode to compact clusters, and gave a
+worse refined Rw). :func:`diffpy_cbldm.training.train` writes these into
+the weights it exports, and weights carry their own in the manifest's
+``sampler_defaults``."""
 
 _DPM_LAMBDA_MIN = -5.1
 # DPM-Solver clips log-SNR at -5.1 for the cosine schedule (diffusers'

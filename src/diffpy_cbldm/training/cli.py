@@ -58,6 +58,14 @@ def add_train_arguments(parser):
         "--seed", type=int, default=None, help="seed of each stage trained"
     )
     parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="precision of each stage trained (default bf16 autocast); "
+        "fp32 is faster on CPUs without native bfloat16 (no avx512_bf16 "
+        "or AMX)",
+    )
+    parser.add_argument(
         "--device",
         choices=("cpu", "cuda"),
         default=None,
@@ -114,8 +122,9 @@ def run_train(args):
     """Run :func:`~diffpy_cbldm.training.train` with parsed arguments.
 
     The configuration is ``--config``, else ``OUT/config.json``, else the
-    defaults for the training set; ``--epochs``, ``--batch-size`` and
-    ``--seed`` then replace those settings of the stage(s) trained.
+    defaults for the training set; ``--epochs``, ``--batch-size``,
+    ``--seed`` and ``--precision`` then replace those settings of the
+    stage(s) trained.
 
     Returns
     -------
@@ -151,6 +160,7 @@ def run_train(args):
             ("epochs", args.epochs),
             ("batch_size", args.batch_size),
             ("seed", args.seed),
+            ("precision", args.precision),
         )
         if value is not None
     }

@@ -1,0 +1,165 @@
+"""Benchmark: the shape of CbLDM's candidates against the true cluster's.
+
+For the cases :mod:`benchmarks/evaluate.py` uses (``select_cases`` on the
+test split, first stored PDF draw, the same ``propose`` call and seed),
+the principal extents of the true cluster and of each of the n proposed
+candidates (:func:`diffpy_cbldm.evaluation.principal_extents`: the span of
+the atoms along each principal axis, longest first). Per case: the truth's
+extents and the median over the candidates of each; medians of those per
+extent group (whether the particle's largest interatomic distance fits in
+the PDF's r-range, :func:`diffpy_cbldm.evaluation.extent`). No refinement:
+it changes a candidate's size by its zoom factor (within a few per cent),
+not its shape.
+
+Beside them, to tell the decoder from the sampler, the structure VAE's
+decoded positions (template sites, the true atom count) of two latents:
+the posterior mean ``q(z | L, c)`` of the true cluster (can the decoder
+represent the shape?) and the conditional-prior mean ``p(z | c)`` (the
+cbldm sampler's starting point, blended in at step t1).
+
+Run from the repository root::
+
+    python benchmarks/candidate_shapes.py --data data/mmnp-v1.h5
+
+Prints a table and writes ``benchmarks/results/candidate_shapes.json``.
+"""
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "candidate_shapes.json"
+
+
+def _decoded_extents(gen, data, positions):
+    """Principal extents of the structure VAE's decoded positions for the
+    posterior and the conditional-prior means (true atom count)."""
+    import torch
+
+    from diffpy_cbldm.clusters.laplacian import laplacian
+    from diffpy_cbldm.evaluation import principal_extents
+
+    cvae = gen.modules["condition_vae"]
+    svae = gen.modules["structure_vae"]
+    n = len(positions)
+    L = torch.as_tensor(laplacian(positions, gen.conventions.sigma))[None]
+    g = torch.as_tensor(gen.model_input(data))[None]
+    out = {}
+    with torch.no_grad():
+        z_c = cvae.condition(g.float())
+        latents = {
+            "posterior_mean": svae.encode(L.float(), z_c)[0],
+            "prior_mean": svae.prior(z_c)[0],
+        }
+        for key, z in latents.items():
+            x = svae.decode_positions(z, torch.tensor([n]))[0, :n]
+            out[key] = principal_extents(x.double().numpy()).tolist()
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="data/mmnp-v1.h5")
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--per-type", type=int, default=5)
+    parser.add_argument("-n", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.dataset.store import open_dataset
+    from diffpy_cbldm.evaluation import (
+        EXTENTS,
+        _case_data,
+        diameter,
+        extent,
+        principal_extents,
+        select_cases,
+    )
+    from diffpy_cbldm.generator import CbLDMGenerator
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    gen = CbLDMGenerator.from_pretrained(args.weights, "cpu")
+    cases = []
+    with open_dataset(args.data) as ds:
+        rows = select_cases(ds, "test", args.per_type, seed=args.seed)
+        for row in rows:
+            data, sample = _case_data(ds, int(row))
+            cands = gen.propose(data, args.n, seed=args.seed)
+            shapes = np.array([principal_extents(a.positions) for a in cands])
+            decoded = _decoded_extents(gen, data, sample.positions)
+            cases.append(
+                {
+                    "row": int(row),
+                    "type": sample.structure_type,
+                    "natoms": len(sample.positions),
+                    "extent": extent(
+                        diameter(sample.positions), float(data.r[-1])
+                    ),
+                    "truth": principal_extents(sample.positions).tolist(),
+                    "candidates": np.median(shapes, axis=0).tolist(),
+                    "candidate_natoms": float(
+                        np.median([len(a) for a in cands])
+                    ),
+                    **decoded,
+                }
+            )
+
+    summary = {}
+    for label in EXTENTS + ("all",):
+        group = [c for c in cases if label in ("all", c["extent"])]
+        if group:
+            summary[label] = {
+                "cases": len(group),
+                "truth": np.median([c["truth"] for c in group], 0).tolist(),
+                **{
+                    key: np.median([c[key] for c in group], 0).tolist()
+                    for key in ("candidates", "posterior_mean", "prior_mean")
+                },
+            }
+
+    def fmt(e):
+        return " x ".join(f"{v:5.1f}" for v in e)
+
+    print(
+        f"{'type':<12} {'N':>4} {'extent':<15} {'truth (Å)':<21} "
+        f"{'candidates, median (Å)':<23} {'N cand.':>7}"
+    )
+    for c in cases:
+        print(
+            f"{c['type']:<12} {c['natoms']:>4} {c['extent']:<15} "
+            f"{fmt(c['truth']):<21} {fmt(c['candidates']):<23} "
+            f"{c['candidate_natoms']:>7.0f}"
+        )
+    print("\nmedians of the cases")
+    for label, s in summary.items():
+        print(f"{label} ({s['cases']} cases)")
+        for key in ("truth", "candidates", "posterior_mean", "prior_mean"):
+            print(f"    {key:<15} {fmt(s[key])}")
+    result = {
+        "command": "python benchmarks/candidate_shapes.py "
+        f"--data {args.data} --per-type {args.per_type} -n {args.n} "
+        f"--seed {args.seed}",
+        "weights": gen.name,
+        "seconds": time.perf_counter() - started,
+        "load_average": os.getloadavg(),
+        "summary": summary,
+        "cases": cases,
+    }
+    with atomic_path(Path(args.out)) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

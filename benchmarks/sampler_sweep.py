@@ -60,28 +60,10 @@ class _Setting:
 
 
 def _print_table(table):
-    from diffpy_cbldm.evaluation import EXTENTS
+    from diffpy_cbldm.evaluation import format_summary
 
-    head = (
-        f"{'setting':<30} {'cases':<14} {'raw Rw':>7} {'ref. Rw':>7} "
-        f"{'N±10%':>6} {'type ok':>7} {'prop s':>6}"
-    )
-    print(head)
-    print("-" * len(head))
-    for label, entry in table.items():
-        groups = {"all": entry["summary"]["all"]}
-        groups.update(entry["summary"].get("extent", {}))
-        for group in ("all",) + EXTENTS:
-            if group not in groups:
-                continue
-            st = groups[group]
-            print(
-                f"{label if group == 'all' else '':<30} "
-                f"{group + ' ' + str(st['cases']):<14} "
-                f"{st['median_raw_rw']:>7.3f} {st['median_refined_rw']:>7.3f} "
-                f"{st['count_within_10pct']:>6.2f} {st['type_correct']:>7.2f} "
-                f"{st['median_propose_s']:>6.2f}"
-            )
+    summaries = {label: entry["summary"] for label, entry in table.items()}
+    print(format_summary(summaries, "extent", name="setting"))
 
 
 def main(argv=None):

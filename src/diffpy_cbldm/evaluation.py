@@ -461,23 +461,25 @@ def solve_cases(generators, cases, *, typer, n=10, seed=0, **refine_options):
     return out
 
 
-def format_summary(summary, key):
+def format_summary(summary, key, name="generator"):
     """Text table of :func:`summarise` output, grouped by `key` ("type",
-    "size_bin" or "extent")."""
+    "size_bin" or "extent"); the first column, headed `name`, is as wide
+    as its longest entry."""
+    width = max(len(name), *(len(label) for label in summary))
     lines = []
     head = (
-        f"{'generator':<9} {key:<14} {'cases':>5} {'raw Rw':>7} "
+        f"{name:<{width}} {key:<14} {'cases':>5} {'raw Rw':>7} "
         f"{'ref. Rw':>7} {'N±10%':>6} {'type ok':>7} {'prop s':>6} "
         f"{'solve s':>7}"
     )
     lines.append(head)
     lines.append("-" * len(head))
-    for name, entry in summary.items():
+    for generator, entry in summary.items():
         groups = dict(entry.get(key, {})) if key != "all" else {}
         groups["all"] = entry["all"]
         for label, st in groups.items():
             lines.append(
-                f"{name:<9} {label:<14} {st['cases']:>5} "
+                f"{generator:<{width}} {label:<14} {st['cases']:>5} "
                 f"{st['median_raw_rw']:>7.3f} "
                 f"{st.get('median_refined_rw', float('nan')):>7.3f} "
                 f"{st['count_within_10pct']:>6.2f} "

@@ -209,3 +209,10 @@ def test_summary_by_extent_skips_records_without_it():
     assert out["extent"]["beyond r-range"]["count_within_10pct"] == 0.0
     table = format_summary(summarise(records), "extent")
     assert "beyond r-range" in table and "fits r-range" in table
+    # a name longer than the column widens it and keeps the rows aligned
+    long = {"cbldm dpm 20, t1 600 t2 700": summarise(records)["g"]}
+    lines = format_summary(long, "extent", name="setting").splitlines()
+    assert lines[0].startswith("setting" + " " * 21 + "extent")
+    assert all(
+        line.index(" 0.") == lines[2].index(" 0.") for line in lines[2:]
+    )

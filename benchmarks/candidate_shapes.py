@@ -79,7 +79,7 @@ def main(argv=None):
     from diffpy_cbldm.dataset.store import open_dataset
     from diffpy_cbldm.evaluation import (
         EXTENTS,
-        _case_data,
+        case_data,
         diameter,
         extent,
         principal_extents,
@@ -94,7 +94,7 @@ def main(argv=None):
     with open_dataset(args.data) as ds:
         rows = select_cases(ds, "test", args.per_type, seed=args.seed)
         for row in rows:
-            data, sample = _case_data(ds, int(row))
+            data, sample = case_data(ds, int(row))
             cands = gen.propose(data, args.n, seed=args.seed)
             shapes = np.array([principal_extents(a.positions) for a in cands])
             decoded = _decoded_extents(gen, data, sample.positions)

@@ -134,14 +134,14 @@ def _scores(estimate, kind, truth_n, truth_type, extents, width):
 
 def with_guidance(gen, dataset, rows, n, seed, strengths):
     """Part 2: propose and refine at each guidance strength."""
-    from diffpy_cbldm.evaluation import _case_data
+    from diffpy_cbldm.evaluation import case_data
     from diffpy_cbldm.generator import refine_candidates
 
     table = {}
     for strength in strengths:
         records = []
         for row in rows:
-            data, sample = _case_data(dataset, int(row))
+            data, sample = case_data(dataset, int(row))
             truth = len(sample.positions)
             t0 = time.perf_counter()
             cands = gen.propose(data, n, seed=seed, type_guidance=strength)

@@ -11,8 +11,10 @@ the same set, one metal per shape) on the same cases:
    size bin: median raw Rw (best of n, free scale), median refined top-1
    Rw, share of cases whose top-1 atom count is within 10 %, share whose
    top-1 structure type (nearest library shape,
-   :class:`~diffpy_cbldm.evaluation.StructureTyper`) is right, and median
-   propose / solve times.
+   :class:`~diffpy_cbldm.evaluation.StructureTyper`) is right, median
+   propose / solve times, and the median Rw of the PDFs' own noise (the
+   floor of the refined Rw). ``--noiseless`` gives the PDFs without their
+   stored noise (and skips parts 2 and 3).
 2. **DiffPy reference**: the six PDFs of ``shared/data/diffpy-reference``
    with their known clusters: type and atom count of the top-ranked
    refined candidate.
@@ -50,6 +52,12 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-library", action="store_true")
     parser.add_argument("--no-cbldm", action="store_true")
+    parser.add_argument(
+        "--noiseless",
+        action="store_true",
+        help="test PDFs without their stored noise (no reference and "
+        "experimental part)",
+    )
     parser.add_argument(
         "--merge",
         nargs="+",
@@ -89,6 +97,7 @@ def main(argv=None):
         seed=args.seed,
         library=not args.no_library,
         cbldm=not args.no_cbldm,
+        noiseless=args.noiseless,
         shared=SHARED,
         out=args.out,
     )

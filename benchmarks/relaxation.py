@@ -61,7 +61,7 @@ def main(argv=None):
     from diffpy_cbldm.dataset.store import open_dataset
     from diffpy_cbldm.evaluation import (
         StructureTyper,
-        _case_data,
+        case_data,
         select_cases,
     )
     from diffpy_cbldm.generator import candidate_rw, merge_close_atoms
@@ -74,7 +74,7 @@ def main(argv=None):
     rows = select_cases(ds, "val", args.per_type, seed=1)
     records = []
     for row in rows:
-        data, sample = _case_data(ds, int(row))
+        data, sample = case_data(ds, int(row))
         raw = gen.propose(data, args.n, seed=args.seed, relax=False)
         nn = first_peak(data.r, data.g)
         for name, options in SETTINGS.items():

@@ -54,7 +54,7 @@ def main(argv=None):
     from diffpy_cbldm.pdf.peaks import first_peak
     from diffpy_cbldm.conventions import model_input
     from diffpy_cbldm.dataset.store import open_dataset
-    from diffpy_cbldm.evaluation import _case_data, select_cases
+    from diffpy_cbldm.evaluation import case_data, select_cases
     from diffpy_cbldm.generator import (
         candidate_rw,
         match_first_peak,
@@ -82,7 +82,7 @@ def main(argv=None):
     rows = select_cases(ds, "val", args.per_type, seed=0)
     out = {"posterior": [], "prior": []}
     for row in rows:
-        data, sample = _case_data(ds, int(row))
+        data, sample = case_data(ds, int(row))
         x_true = sample.positions
         n = len(x_true)
         L = torch.as_tensor(laplacian(x_true, sigma))[None].float()

@@ -12,6 +12,12 @@ a generator's median raw Rw cannot be expected below this table's. The
 true cluster is then refined with the recipe every candidate gets
 (:func:`diffpy_cbldm.refine.refine_cluster` defaults: scale, zoomscale,
 Uiso, delta2; positions fixed), which gives the floor of the refined Rw.
+Beside them, the Rw of the stored noise alone
+(:func:`diffpy_cbldm.evaluation.noise_rw`, the noise regenerated from its
+stored seed): the Rw of a model that is exactly the noiseless PDF. If the
+refined truth sits on it, the refinement recipe models everything but
+the noise, and the noise alone sets the floor. With ``--noiseless`` the
+truth is fitted to the PDFs without their noise instead (noise Rw 0).
 Medians per structure type and per extent (whether the particle's
 largest interatomic distance fits in the PDF's r-range,
 :func:`diffpy_cbldm.evaluation.extent`).
@@ -19,6 +25,8 @@ largest interatomic distance fits in the PDF's r-range,
 Run from the repository root::
 
     python benchmarks/truth_floor.py --data data/mmnp-v1.h5
+    python benchmarks/truth_floor.py --noiseless \
+        --out benchmarks/results/truth_floor_noiseless.json
 
 Writes ``benchmarks/results/truth_floor.json``.
 """
@@ -43,6 +51,11 @@ def main(argv=None):
         help="split:per-type pairs, as evaluate.py (test, 5) and "
         "structure_vae_quality.py (val, 4) select them",
     )
+    parser.add_argument(
+        "--noiseless",
+        action="store_true",
+        help="fit the PDFs without their stored noise",
+    )
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
@@ -52,9 +65,10 @@ def main(argv=None):
     from diffpy_cbldm.dataset.store import open_dataset
     from diffpy_cbldm.evaluation import (
         EXTENTS,
-        _case_data,
+        case_data,
         diameter,
         extent,
+        noise_rw,
         select_cases,
     )
     from diffpy_cbldm.generator import candidate_rw
@@ -64,14 +78,14 @@ def main(argv=None):
     out = {}
     print(
         f"{'cases':<10} {'group':<14} {'n':>3} {'truth raw Rw':>12} "
-        f"{'refined':>8}"
+        f"{'refined':>8} {'noise Rw':>8}"
     )
     for item in args.cases.split(","):
         split, per_type = item.split(":")
         rows = select_cases(ds, split, int(per_type), seed=0)
         records = []
         for row in rows:
-            data, sample = _case_data(ds, int(row))
+            data, sample = case_data(ds, int(row), args.noiseless)
             x = sample.positions
             atoms = Atoms(f"{sample.element}{len(x)}", positions=x)
             size = diameter(x)
@@ -84,9 +98,12 @@ def main(argv=None):
                     "extent": extent(size, float(data.r[-1])),
                     "rw": float(candidate_rw([atoms], data)[0]),
                     "refined_rw": float(refine_cluster(atoms, data).rw),
+                    "noise_rw": (
+                        0.0 if args.noiseless else noise_rw(ds, int(row))
+                    ),
                 }
             )
-        summary, refined = {}, {}
+        summary, refined, noise = {}, {}, {}
         groups = sorted({r["type"] for r in records}) + list(EXTENTS)
         for t in groups + ["all"]:
             grp = [r for r in records if t in ("all", r["type"], r["extent"])]
@@ -94,13 +111,15 @@ def main(argv=None):
                 continue
             summary[t] = float(np.median([r["rw"] for r in grp]))
             refined[t] = float(np.median([r["refined_rw"] for r in grp]))
+            noise[t] = float(np.median([r["noise_rw"] for r in grp]))
             print(
                 f"{item:<10} {t:<14} {len(grp):>3} {summary[t]:>12.3f} "
-                f"{refined[t]:>8.3f}"
+                f"{refined[t]:>8.3f} {noise[t]:>8.3f}"
             )
         out[item] = {
             "summary": summary,
             "summary_refined": refined,
+            "summary_noise": noise,
             "records": records,
         }
     path = Path(args.out)

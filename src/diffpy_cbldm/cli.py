@@ -339,6 +339,13 @@ def _add_evaluate(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-library", action="store_true")
     p.add_argument(
+        "--noiseless",
+        action="store_true",
+        help="give the test PDFs without their stored noise (the floor of "
+        "the refined Rw, the table's noise Rw column, drops to 0); "
+        "reference and experimental PDFs are skipped",
+    )
+    p.add_argument(
         "--shared", default=None, help="shared/data folder (optional)"
     )
     p.add_argument("-o", "--out", default=None, help="results JSON")
@@ -355,6 +362,7 @@ def _run_evaluate(args):
         n=args.n,
         seed=args.seed,
         library=not args.no_library,
+        noiseless=args.noiseless,
         shared=args.shared,
         out=args.out,
     )

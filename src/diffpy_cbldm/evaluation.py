@@ -10,7 +10,12 @@ evaluation records, per structure:
   with :func:`diffpy_cbldm.refine.refine_cluster`;
 * the atom count of that top-ranked candidate and its structure type,
   assigned by :class:`StructureTyper`;
+* ``noise_rw``: the Rw of the PDF's own stored noise (:func:`noise_rw`),
+  the floor of ``refined_rw``;
 * wall times of ``propose`` and of the refinements.
+
+With ``noiseless=True`` the PDFs are given without their stored noise
+(:func:`case_data`).
 
 :func:`summarise` groups them per structure type and per size bin
 (5-80, 80-170, 170-256 atoms, the paper's Table 3).
@@ -25,12 +30,14 @@ __all__ = [
     "EXTENTS",
     "SIZE_BINS",
     "StructureTyper",
+    "case_data",
     "diameter",
     "evaluate",
     "extent",
     "format_ranked",
     "format_summary",
     "nearest_neighbour_distance",
+    "noise_rw",
     "principal_extents",
     "reference_cases",
     "run_evaluation",
@@ -203,18 +210,27 @@ def select_cases(dataset, split="test", per_type=10, seed=0):
     return np.array(sorted(chosen), dtype=int)
 
 
-def _case_data(dataset, row):
-    """The stored PDF of `row` (draw 0) as a PDFData with its settings."""
+def case_data(dataset, row, noiseless=False):
+    """The stored PDF of `row` (draw 0), from r = 0.5 Å, as a PDFData
+    with its Q settings, and the row's TrainingSample.
+
+    With `noiseless`, the stored noise is subtracted
+    (:meth:`~diffpy_cbldm.dataset.store.TrainingSet.noise`): the PDF the
+    same acquisition would give without counting noise.
+    """
     from diffpy_cbldm.pdf.datafile import PDFData
 
     sample = dataset[row]
     s = sample.settings[0]
     r = dataset.rgrid
     keep = r >= 0.5
+    g = sample.pdf[0].astype(float)
+    if noiseless:
+        g = g - dataset.noise(row, 0)
     return (
         PDFData.from_arrays(
             r[keep],
-            sample.pdf[0][keep].astype(float),
+            g[keep],
             metadata={
                 "qmin": s.qmin,
                 "qmax": s.qmax,
@@ -227,6 +243,24 @@ def _case_data(dataset, row):
     )
 
 
+def noise_rw(dataset, row, rmin=None):
+    """Rw of the stored noise alone against the stored PDF of `row`
+    (draw 0), over the fit range `rmin` (refinement's default, 1.5 Å)
+    to the grid's end.
+
+    A model equal to the noiseless PDF has exactly this Rw: it is the
+    floor of the refined Rw of any candidate, the true structure's
+    included, short of fitting the noise itself.
+    """
+    from diffpy_cbldm.pdf.rw import rw
+    from diffpy_cbldm.refine import DEFAULTS
+
+    rmin = DEFAULTS["rmin"] if rmin is None else float(rmin)
+    keep = dataset.rgrid >= rmin
+    g = dataset[row].pdf[0].astype(float)[keep]
+    return float(rw(g, g - dataset.noise(row, 0)[keep]))
+
+
 def evaluate(
     generators,
     dataset,
@@ -236,6 +270,7 @@ def evaluate(
     n=10,
     seed=0,
     refine=True,
+    noiseless=False,
     progress=True,
 ):
     """Run generators on dataset rows and record the outcome of each.
@@ -253,11 +288,15 @@ def evaluate(
     seed : int
     refine : bool
         Refine every candidate and rank (else only raw Rw).
+    noiseless : bool
+        Give the stored PDFs without their noise (:func:`case_data`).
 
     Returns
     -------
     list of dict
-        One record per (generator, row).
+        One record per (generator, row). ``noise_rw`` is the Rw of the
+        noise in the PDF given (:func:`noise_rw`; 0 when `noiseless`),
+        the floor of ``refined_rw``.
     """
     from tqdm.auto import tqdm
 
@@ -265,9 +304,10 @@ def evaluate(
 
     records = []
     for row in tqdm(rows, desc="evaluating", disable=not progress):
-        data, sample = _case_data(dataset, int(row))
+        data, sample = case_data(dataset, int(row), noiseless)
         truth = len(sample.positions)
         size = diameter(sample.positions)
+        floor = 0.0 if noiseless else noise_rw(dataset, int(row))
         for name, gen in generators.items():
             t0 = time.perf_counter()
             cands = gen.propose(data, n, seed=seed)
@@ -282,6 +322,7 @@ def evaluate(
                 "size_bin": size_bin(truth),
                 "diameter": size,
                 "extent": extent(size, float(data.r[-1])),
+                "noise_rw": floor,
                 "raw_rw": float(min(raw)),
                 "raw_natoms": len(best_raw),
                 "propose_s": t_propose,
@@ -313,6 +354,10 @@ def _stats(group, refine):
         ),
         "median_propose_s": float(np.median([r["propose_s"] for r in group])),
     }
+    if all("noise_rw" in r for r in group):
+        out["median_noise_rw"] = float(
+            np.median([r["noise_rw"] for r in group])
+        )
     if refine:
         out["median_refined_rw"] = float(
             np.median([r["refined_rw"] for r in group])
@@ -334,7 +379,8 @@ def summarise(records):
         ``{generator: {"all": stats, "type": {t: stats}, "size_bin":
         {b: stats}, "extent": {e: stats}}}`` where stats holds ``cases``,
         ``median_raw_rw``, ``median_refined_rw``, ``count_within_10pct``,
-        ``type_correct``, ``median_propose_s`` and ``median_solve_s``.
+        ``type_correct``, ``median_propose_s``, ``median_solve_s`` and
+        ``median_noise_rw`` (when every record has ``noise_rw``).
     """
     out = {}
     for name in dict.fromkeys(r["generator"] for r in records):
@@ -469,8 +515,8 @@ def format_summary(summary, key, name="generator"):
     lines = []
     head = (
         f"{name:<{width}} {key:<14} {'cases':>5} {'raw Rw':>7} "
-        f"{'ref. Rw':>7} {'N±10%':>6} {'type ok':>7} {'prop s':>6} "
-        f"{'solve s':>7}"
+        f"{'ref. Rw':>7} {'noise Rw':>8} {'N±10%':>6} {'type ok':>7} "
+        f"{'prop s':>6} {'solve s':>7}"
     )
     lines.append(head)
     lines.append("-" * len(head))
@@ -482,6 +528,7 @@ def format_summary(summary, key, name="generator"):
                 f"{generator:<{width}} {label:<14} {st['cases']:>5} "
                 f"{st['median_raw_rw']:>7.3f} "
                 f"{st.get('median_refined_rw', float('nan')):>7.3f} "
+                f"{st.get('median_noise_rw', float('nan')):>8.3f} "
                 f"{st['count_within_10pct']:>6.2f} "
                 f"{st['type_correct']:>7.2f} "
                 f"{st['median_propose_s']:>6.2f} "
@@ -521,6 +568,7 @@ def run_evaluation(
     seed=0,
     library=True,
     cbldm=True,
+    noiseless=False,
     shared=None,
     out=None,
     echo=print,
@@ -542,6 +590,11 @@ def run_evaluation(
         Evaluate :class:`~diffpy_cbldm.generator.CbLDMGenerator`. The two
         can run in separate processes (same `per_type` and `seed`, so the
         same cases) and be joined with :func:`merge_results`.
+    noiseless : bool
+        Give the test PDFs without their stored noise (:func:`case_data`):
+        what the generators do when noise does not limit the fit. The
+        reference and experimental PDFs, which do not change, are then
+        skipped.
     shared : path, optional
         ``shared/data`` folder with ``diffpy-reference/`` and
         ``experimental/``; skipped when None or missing.
@@ -584,14 +637,24 @@ def run_evaluation(
     ds = open_dataset(data)
     typer = StructureTyper(ds, ds.split_indices("train"))
     rows = select_cases(ds, "test", per_type, seed=seed)
-    echo(f"test split: {len(rows)} cases, n = {n}")
-    records = evaluate(gens, ds, rows, typer=typer, n=n, seed=seed)
+    echo(
+        f"test split: {len(rows)} cases, n = {n}"
+        + (", PDFs without their noise" if noiseless else "")
+    )
+    records = evaluate(
+        gens, ds, rows, typer=typer, n=n, seed=seed, noiseless=noiseless
+    )
     summary = summarise(records)
     echo_summary(summary, echo)
 
     reference, experimental = [], []
     shared = None if shared is None else Path(shared)
-    if shared is not None and shared.is_dir():
+    if noiseless:
+        echo(
+            "\nnoiseless run: the reference and experimental PDFs "
+            "(unchanged) are skipped"
+        )
+    elif shared is not None and shared.is_dir():
         cases = reference_cases(shared / "diffpy-reference")
         reference = solve_cases(gens, cases, typer=typer, n=n, seed=seed)
         exp = [
@@ -616,6 +679,7 @@ def run_evaluation(
             "seed": seed,
             "library": library,
             "cbldm": cbldm,
+            "noiseless": noiseless,
         },
         "weights": gens["cbldm"].name if cbldm else None,
         "weights_data_hash": (
@@ -661,10 +725,16 @@ def merge_results(results, echo=print):
     results = list(results)
     if not results:
         raise ValueError("no evaluation results to merge")
-    keys = ("data", "per_type", "n", "seed")
-    first = {k: results[0]["args"][k] for k in keys}
+    keys = ("data", "per_type", "n", "seed", "noiseless")
+
+    def cases(res):
+        # Results from before the noiseless option had noisy PDFs.
+        args = dict({"noiseless": False}, **res["args"])
+        return {k: args[k] for k in keys}
+
+    first = cases(results[0])
     for res in results[1:]:
-        other = {k: res["args"][k] for k in keys}
+        other = cases(res)
         if other != first:
             raise ValueError(
                 f"cannot merge evaluations of different cases: {first} "

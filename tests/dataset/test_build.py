@@ -167,6 +167,14 @@ def test_stored_pdf_equals_a_fresh_debye_calculation(built):
                 np.testing.assert_allclose(
                     stored[draw], noisy, atol=1e-5 * scale
                 )
+                # Stripping the stored noise gives the noiseless PDF.
+                noise = ds.noise(i, draw)
+                assert np.sqrt(np.mean(noise**2)) == pytest.approx(
+                    rms, rel=1e-3, abs=1e-6
+                )
+                np.testing.assert_allclose(
+                    stored[draw] - noise, fresh, atol=1e-5 * scale
+                )
 
 
 def test_settings_lie_in_the_ranges(built):

@@ -146,6 +146,18 @@ def test_evaluations_of_each_generator_merge(tiny_weights, tiny_set):
     assert merged["weights"] == a["weights"]
     with pytest.raises(ValueError, match="different cases"):
         merge_results([a, dict(b, args=dict(b["args"], per_type=3))])
+    # Every record carries the Rw of its PDF's noise; a noiseless run
+    # gives the same cases without it and does not merge with a noisy one.
+    assert all(0 < r["noise_rw"] < 1 for r in a["records"])
+    clean = run_evaluation(tiny_set, cbldm=False, noiseless=True, **common)
+    assert [r["row"] for r in clean["records"]] == [
+        r["row"] for r in b["records"]
+    ]
+    assert all(r["noise_rw"] == 0.0 for r in clean["records"])
+    assert clean["summary"]["library"]["all"]["median_noise_rw"] == 0.0
+    assert clean["args"]["noiseless"] and clean["reference"] == []
+    with pytest.raises(ValueError, match="different cases"):
+        merge_results([a, clean])
     with pytest.raises(ValueError, match="nothing to evaluate"):
         run_evaluation(tiny_set, library=False, cbldm=False, **common)
 

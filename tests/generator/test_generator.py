@@ -390,6 +390,35 @@ def test_match_first_peak_recovers_the_scale_of_an_icosahedron(measured):
     np.testing.assert_array_equal(one, x[:1])
 
 
+def test_match_first_peak_keeps_the_median_scale_without_a_peak():
+    """A sparse chain the shipped weights decoded for one test PDF
+    (propose(n=1) once crashed on it): scaled to the median neighbour
+    distance, its few short pairs fall below the peak window, whose G(r)
+    holds only ripples below zero. It keeps the median scale."""
+    from diffpy_cbldm.clusters.relax import scale_to_nn
+    from diffpy_cbldm.generator import match_first_peak
+
+    x = np.array(
+        [
+            [0.95, -0.86, 5.98],
+            [-0.41, -0.08, 3.77],
+            [-0.41, -0.08, -5.10],
+            [0.95, -0.86, 19.28],
+            [-0.41, -0.08, 12.63],
+            [-0.41, -0.08, 30.35],
+            [-0.41, -0.08, -36.11],
+            [-0.41, 1.49, 19.28],
+            [0.95, -0.86, -56.06],
+            [-0.41, 1.49, 5.98],
+        ]
+    )
+    r = np.arange(0.5, 30.0, 0.01)
+    meta = {"qmin": 1.213, "qmax": 22.86, "qdamp": 0.0257, "qbroad": 0.0013}
+    pdf = PDFData.from_arrays(r, np.sin(r), metadata=meta)
+    (out,) = match_first_peak([x], pdf, 2.637, "V")
+    np.testing.assert_allclose(out, scale_to_nn(x, 2.637))
+
+
 # -- the cluster estimator ------------------------------------------------
 
 

@@ -216,3 +216,31 @@ def test_summary_by_extent_skips_records_without_it():
     assert all(
         line.index(" 0.") == lines[2].index(" 0.") for line in lines[2:]
     )
+
+
+def test_the_stored_noise_is_the_floor_of_the_truths_refined_rw(small_set):
+    """Refining the true cluster against its stored PDF leaves exactly
+    the stored noise (the recipe models the rest: Biso, Qdamp, Qbroad,
+    delta2, scale); without the noise, the fit is nearly exact."""
+    from diffpy_cbldm.evaluation import case_data, noise_rw
+    from diffpy_cbldm.refine import refine_cluster
+
+    with open_dataset(small_set) as ds:
+        rows = select_cases(ds, "test", per_type=1, seed=0)
+        for row in rows[:2]:
+            row = int(row)
+            noisy, sample = case_data(ds, row)
+            clean, _ = case_data(ds, row, noiseless=True)
+            np.testing.assert_allclose(
+                noisy.g - clean.g, ds.noise(row)[ds.rgrid >= 0.5]
+            )
+            truth = Atoms(
+                f"{sample.element}{len(sample.positions)}",
+                positions=sample.positions,
+            )
+            floor = noise_rw(ds, row)
+            assert 0.0 < floor < 0.5
+            assert refine_cluster(truth, noisy).rw == pytest.approx(
+                floor, rel=0.03
+            )
+            assert refine_cluster(truth, clean).rw < 0.005

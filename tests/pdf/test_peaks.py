@@ -52,3 +52,12 @@ def test_noise_wiggle_below_half_the_peak_is_not_the_peak():
     )
     assert first_peak(r, g) == pytest.approx(2.8, abs=3e-3)
     assert first_peak(r, g, min_fraction=0.1) == pytest.approx(2.2, abs=3e-3)
+
+
+def test_ripples_below_zero_are_not_a_peak():
+    # G of a cluster without pairs in the window: termination ripples
+    # whose maxima all lie below zero.
+    r = np.arange(0.5, 5.0, 0.005)
+    g = -0.2 + 0.05 * np.cos(2 * np.pi * r / 0.4)
+    with pytest.raises(ValueError, match="no positive maximum"):
+        first_peak(r, g)

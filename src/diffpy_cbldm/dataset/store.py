@@ -417,6 +417,30 @@ class TrainingSet:
         seed = int(self.file["noise_seed"][i, draw])
         return Acquisition(self._settings(row), level, seed)
 
+    def noise(self, index, draw=0):
+        """The noise added to PDF `draw` of structure `index`, in Å⁻².
+
+        Regenerated from the stored seed and scaled by the stored
+        ``noise_sigma``: ``ds[index].pdf[draw] - ds.noise(index, draw)``
+        is the noiseless PDF (to float32 rounding).
+
+        Returns
+        -------
+        numpy.ndarray, shape (3000,)
+            Float64, on :attr:`rgrid`; zeros for a noiseless draw.
+        """
+        from diffpy_cbldm.dataset.acquisition import pdf_noise
+
+        acquisition = self.acquisition(index, draw)
+        row = self.file["pdf_settings"][int(index), draw]
+        sigma = float(row[SETTINGS_COLUMNS.index("noise_sigma")])
+        if sigma == 0.0:
+            return np.zeros(len(self.rgrid))
+        s = acquisition.settings
+        return sigma * pdf_noise(
+            s.rgrid, s.qmin, s.qmax, acquisition.noise_seed
+        )
+
     def atoms(self, index):
         """Structure `index` as an ``ase.Atoms`` (no cell, no pbc)."""
         import ase

@@ -48,8 +48,9 @@ def first_peak(
     ------
     ValueError
         When the window holds fewer than three points of the grid, or G
-        has no interior maximum in it (a PDF that only rises or falls
-        there has no nearest-neighbour peak to read).
+        has no positive interior maximum in it (a PDF that only rises or
+        falls there, or only ripples below zero, has no nearest-neighbour
+        peak to read).
     """
     r = np.asarray(r, dtype=float)
     g = np.asarray(g, dtype=float)
@@ -71,6 +72,13 @@ def first_peak(
             "nearest-neighbour peak"
         )
     top = y[local].max()
+    if top <= 0:
+        # Only the ripples of a PDF without pairs in the window (Fourier
+        # termination), no peak.
+        raise ValueError(
+            f"G(r) has no positive maximum between {rmin} and {rmax} Å "
+            f"(highest {top:.3g}); cannot find its nearest-neighbour peak"
+        )
     k = inside[local[y[local] >= min_fraction * top][0]]
     y0, y1, y2 = g[k - 1], g[k], g[k + 1]
     x0, x1, x2 = r[k - 1], r[k], r[k + 1]

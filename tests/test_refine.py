@@ -167,6 +167,35 @@ def test_rw_is_srfit_rw_and_rw_module(synthetic_147, small_result):
     assert small_result.dg is not None
 
 
+def test_rexp_is_the_rw_of_noise_with_the_stated_dg(synthetic_147, tmp_path):
+    """A cluster refined against its own PDF plus independent Gaussian
+    noise of known sigma scores Rw = Rexp (up to sampling); Rexp scales
+    with the stated dG, Rw does not; no dG, no Rexp."""
+    from diffpy_cbldm.pdf.rw import rexp
+
+    atoms = Icosahedron("Pt", 2)
+    r, g = engine_pdf(zoomed(atoms, 1.01), 0.006, qmax=QMAX, qdamp=QDAMP)
+    sigma = 0.02 * np.abs(g).max()
+    noisy = g + np.random.default_rng(7).normal(0.0, sigma, g.shape)
+    kw = dict(qmax=QMAX, qdamp=QDAMP, rmax=15.0)
+    right = refine_cluster(atoms, (r, noisy, np.full_like(g, sigma)), **kw)
+    assert right.rw / right.rexp == pytest.approx(1.0, abs=0.06)
+    inside = (r >= right.r[0] - 1e-9) & (r <= right.r[-1] + 1e-9)
+    assert right.rexp == pytest.approx(
+        rexp(noisy[inside], np.full(inside.sum(), sigma), 4), rel=1e-9
+    )
+    loose = refine_cluster(atoms, (r, noisy, np.full_like(g, 2 * sigma)), **kw)
+    assert loose.rw == pytest.approx(right.rw, rel=1e-6)
+    assert loose.rexp == pytest.approx(2 * right.rexp, rel=1e-9)
+    assert "Rexp" in right.summary()
+    right.save_fgr(tmp_path / "fit.fgr")
+    assert f"Rexp = {right.rexp:.6f}" in (tmp_path / "fit.fgr").read_text()
+    assert synthetic_147.rexp is None
+    assert "Rexp" not in synthetic_147.summary()
+    with pytest.raises(ValueError, match="more points than parameters"):
+        rexp(noisy[:3], np.full(3, sigma), 3)
+
+
 def test_stages_free_parameters_one_group_at_a_time(synthetic_147):
     stages = synthetic_147.stages
     assert [s.freed for s in stages] == [

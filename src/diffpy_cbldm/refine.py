@@ -574,13 +574,32 @@ class RefinementResult:
     backend: str
     start_positions: np.ndarray
 
+    @property
+    def rexp(self):
+        """The expected Rw from the data's dG
+        (:func:`diffpy_cbldm.pdf.rw.rexp`, N points less the refined
+        parameters), or None when the data carry no dG. Rw near Rexp:
+        the model fits as well as the stated uncertainties allow."""
+        if self.dg is None:
+            return None
+        from diffpy_cbldm.pdf.rw import rexp
+
+        refined = sum(unc is not None for _, unc in self.values.values())
+        return rexp(self.gobs, self.dg, refined)
+
     def summary(self):
-        """A few lines for a terminal: Rw and the refined values."""
+        """A few lines for a terminal: Rw (and Rexp when the data carry
+        dG) and the refined values."""
         lines = [
             f"Rw = {self.rw:.4f} over r = {self.r[0]:g}-{self.r[-1]:g} Å "
             f"({len(self.r)} points, {len(self.atoms)} atoms, "
             f"backend {self.backend})"
         ]
+        if self.dg is not None:
+            lines.append(
+                f"Rexp = {self.rexp:.4f} from the data's dG "
+                f"(Rw / Rexp = {self.rw / self.rexp:.2f})"
+            )
         for name, (value, unc) in self.values.items():
             if name.startswith(("x_", "y_", "z_")):
                 continue
@@ -631,6 +650,8 @@ class RefinementResult:
             "diffpy-cbldm refinement: calculated and observed G(r)",
             f"Rw = {self.rw:.6f}",
         ]
+        if self.dg is not None:
+            lines.append(f"Rexp = {self.rexp:.6f}")
         lines += [
             f"{k} = {v:.10g}"
             for k, (v, _) in self.settings.items()

@@ -2,12 +2,15 @@
 
 ``Rw = sqrt( sum w (Gobs - Gcalc)^2 / sum w Gobs^2 )`` with weights
 ``w = 1 / dG^2`` when uncertainties are given and ``w = 1`` otherwise
-(PDFgui and diffpy.srfit's ``FitResults``).
+(PDFgui and diffpy.srfit's ``FitResults``). With uncertainties, the
+expected Rw of a model that is right up to the noise is
+``Rexp = sqrt( (N - P) / sum w Gobs^2 )`` (N points, P refined
+parameters), as Rietveld programs report it.
 """
 
 import numpy as np
 
-__all__ = ["rw", "best_scale", "rw_free_scale"]
+__all__ = ["rw", "rexp", "best_scale", "rw_free_scale"]
 
 
 def _weights(gobs, dg):
@@ -51,6 +54,40 @@ def rw(gobs, gcalc, dg=None):
     if np.any(den == 0):
         raise ValueError("Rw is undefined: observed G(r) is all zeros")
     return np.sqrt(num / den)
+
+
+def rexp(gobs, dg, n_parameters=0):
+    """The expected Rw: what a model right up to the noise described by
+    `dg` scores, ``sqrt((N - P) / sum (Gobs / dG)^2)``.
+
+    It assumes independent errors of standard deviation dG at each point.
+    Errors in a measured G(r) are correlated over about pi / Qmax, and
+    dG from a data reduction seldom includes that, so compare Rw with
+    Rexp as a guide, not a test.
+
+    Parameters
+    ----------
+    gobs, dg : array_like, shape (n,)
+        Observed G(r) and its standard uncertainties.
+    n_parameters : int
+        Refined parameters P, subtracted from the N points.
+
+    Returns
+    -------
+    float
+    """
+    gobs = np.asarray(gobs, dtype=float)
+    w = _weights(gobs, dg)
+    den = np.sum(w * gobs**2)
+    if den == 0:
+        raise ValueError("Rexp is undefined: observed G(r) is all zeros")
+    dof = gobs.size - int(n_parameters)
+    if dof <= 0:
+        raise ValueError(
+            f"Rexp needs more points than parameters, got {gobs.size} "
+            f"points and {n_parameters} parameters"
+        )
+    return float(np.sqrt(dof / den))
 
 
 def best_scale(gobs, gcalc, dg=None):

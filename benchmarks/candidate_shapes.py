@@ -11,6 +11,12 @@ the PDF's r-range, :func:`diffpy_cbldm.evaluation.extent`). No refinement:
 it changes a candidate's size by its zoom factor (within a few per cent),
 not its shape.
 
+Whether each cluster is one piece: :func:`diffpy_cbldm.evaluation
+.connected_parts` (atoms bonded within 1.3 times the median
+nearest-neighbour distance): per group, the share of candidates in one
+piece, the share with more than 10 % of their atoms outside their
+largest part, and the same for the true clusters.
+
 Beside them, to tell the decoder from the sampler, the structure VAE's
 decoded positions (template sites, the true atom count) of two latents:
 the posterior mean ``q(z | L, c)`` of the true cluster (can the decoder
@@ -62,6 +68,26 @@ def _decoded_extents(gen, data, positions):
     return out
 
 
+def _pieces(group):
+    """Shares of candidates (and of true clusters) in one piece and with
+    more than 10 % of their atoms outside their largest part."""
+    cands = [
+        (p, n)
+        for c in group
+        for p, n in zip(c["candidate_parts"], c["candidate_sizes"])
+    ]
+    truth = [(c["truth_parts"], c["natoms"]) for c in group]
+    out = {}
+    for key, items in (("candidates", cands), ("truth", truth)):
+        out[f"{key}_one_piece"] = float(
+            np.mean([parts == 1 for (parts, _), _ in items])
+        )
+        out[f"{key}_over_10pct_outside"] = float(
+            np.mean([stray > 0.1 * n for (_, stray), n in items])
+        )
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="data/mmnp-v1.h5")
@@ -80,6 +106,7 @@ def main(argv=None):
     from diffpy_cbldm.evaluation import (
         EXTENTS,
         case_data,
+        connected_parts,
         diameter,
         extent,
         principal_extents,
@@ -97,6 +124,8 @@ def main(argv=None):
             data, sample = case_data(ds, int(row))
             cands = gen.propose(data, args.n, seed=args.seed)
             shapes = np.array([principal_extents(a.positions) for a in cands])
+            pieces = [connected_parts(a.positions) for a in cands]
+            truth_pieces = connected_parts(sample.positions)
             decoded = _decoded_extents(gen, data, sample.positions)
             cases.append(
                 {
@@ -111,6 +140,9 @@ def main(argv=None):
                     "candidate_natoms": float(
                         np.median([len(a) for a in cands])
                     ),
+                    "truth_parts": list(truth_pieces),
+                    "candidate_parts": [list(p) for p in pieces],
+                    "candidate_sizes": [len(a) for a in cands],
                     **decoded,
                 }
             )
@@ -126,6 +158,7 @@ def main(argv=None):
                     key: np.median([c[key] for c in group], 0).tolist()
                     for key in ("candidates", "posterior_mean", "prior_mean")
                 },
+                **_pieces(group),
             }
 
     def fmt(e):
@@ -146,6 +179,12 @@ def main(argv=None):
         print(f"{label} ({s['cases']} cases)")
         for key in ("truth", "candidates", "posterior_mean", "prior_mean"):
             print(f"    {key:<15} {fmt(s[key])}")
+        for key in ("truth", "candidates"):
+            print(
+                f"    {key:<15} one piece {s[f'{key}_one_piece']:.2f}, "
+                "more than 10 % outside the largest part "
+                f"{s[f'{key}_over_10pct_outside']:.2f}"
+            )
     result = {
         "command": "python benchmarks/candidate_shapes.py "
         f"--data {args.data} --per-type {args.per_type} -n {args.n} "

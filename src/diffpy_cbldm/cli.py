@@ -203,6 +203,7 @@ SUMMARY_FIELDS = (
     "zoomscale",
     "adgp_residual",
     "merged_atoms",
+    "pieces",
     "generator",
     "candidate",
     "xyz",
@@ -214,6 +215,7 @@ def _run_solve(args):
     import io
 
     from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.evaluation import connected_parts
     from diffpy_cbldm.generator import (
         CbLDMGenerator,
         as_pdf_data,
@@ -294,6 +296,7 @@ def _run_solve(args):
                 "zoomscale": f"{result.values['zoomscale'][0]:.4f}",
                 "adgp_residual": f"{info.get('adgp_residual', 0):.2e}",
                 "merged_atoms": info.get("merged_atoms", 0),
+                "pieces": connected_parts(result.atoms.positions)[0],
                 "generator": info.get("generator", ""),
                 "candidate": info.get("candidate", ""),
                 "xyz": f"{stem}.xyz",

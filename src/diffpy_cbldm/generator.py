@@ -515,7 +515,10 @@ class CbLDMGenerator:
         list of ase.Atoms
             In generation order. ``atoms.info`` holds ``n_atoms``,
             ``adgp_residual`` (rms misfit of the Laplacian entries),
-            ``merged_atoms`` (see :data:`MERGE_DISTANCE`),
+            ``merged_atoms`` (see :data:`MERGE_DISTANCE`), ``pieces``
+            and ``stray_atoms`` (connected parts of the cluster and atoms
+            outside its largest,
+            :func:`~diffpy_cbldm.evaluation.connected_parts`),
             ``input_stretch`` (the factor r of the data was stretched by
             for the networks, :func:`~diffpy_cbldm.conventions
             .stretch_factor`; 1 for weights that do not stretch),
@@ -548,6 +551,7 @@ class CbLDMGenerator:
         from diffpy_cbldm.clusters.laplacian import positions_from_laplacian
         from diffpy_cbldm.clusters.relax import relax_clusters
         from diffpy_cbldm.conventions import stretch_factor
+        from diffpy_cbldm.evaluation import connected_parts
         from diffpy_cbldm.pdf.peaks import first_peak
 
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
@@ -671,10 +675,13 @@ class CbLDMGenerator:
             zip(clusters, relax_records)
         ):
             atoms = Atoms(f"{element}{len(positions)}", positions=positions)
+            pieces, stray = connected_parts(positions)
             atoms.info.update(
                 n_atoms=len(atoms),
                 adgp_residual=float(info["residual"]),
                 merged_atoms=int(merged),
+                pieces=pieces,
+                stray_atoms=stray,
                 input_stretch=float(stretch),
                 relaxed=nn,
                 structure_type=types[k] if types else None,

@@ -34,6 +34,7 @@ def test_solve_writes_ranked_files(tiny_weights, measured, tmp_path, capsys):
     assert [int(row["rank"]) for row in rows] == [1, 2, 3]
     rws = [float(row["rw"]) for row in rows]
     assert rws == sorted(rws)
+    assert all(int(row["pieces"]) >= 1 for row in rows)
     printed = capsys.readouterr().out
     assert "rank" in printed and rows[0]["rw"] in printed
 

@@ -112,6 +112,8 @@ def test_merge_close_atoms():
 
 
 def test_propose_returns_n_finite_candidates_with_records(generator, measured):
+    from diffpy_cbldm.evaluation import connected_parts
+
     r, g, _ = measured
     cands = generator.propose((r, g), n=4, seed=0, element="Au")
     assert len(cands) == 4
@@ -129,6 +131,10 @@ def test_propose_returns_n_finite_candidates_with_records(generator, measured):
         if len(atoms) > 1:
             d = atoms.get_all_distances()[np.triu_indices(len(atoms), 1)]
             assert d.min() >= 1.0
+        assert (info["pieces"], info["stray_atoms"]) == connected_parts(
+            atoms.positions
+        )
+        assert 1 <= info["pieces"] and 0 <= info["stray_atoms"] < len(atoms)
 
 
 def test_candidates_are_relaxed_to_the_first_peak(generator, measured):

@@ -194,11 +194,15 @@ class Acquisition:
         """
         g = np.asarray(g, dtype=float)
         sigma = float(self.noise_level * np.max(np.abs(g)))
-        if sigma == 0.0:
-            return g.copy(), 0.0
+        return g + self.noise(sigma), sigma
+
+    def noise(self, sigma):
+        """This acquisition's noise realisation scaled to root-mean-square
+        `sigma` (Å⁻²) on the output grid; zeros when `sigma` is 0."""
         s = self.settings
-        noise = pdf_noise(s.rgrid, s.qmin, s.qmax, self.noise_seed)
-        return g + sigma * noise, sigma
+        if sigma == 0.0:
+            return np.zeros(len(s.rgrid))
+        return sigma * pdf_noise(s.rgrid, s.qmin, s.qmax, self.noise_seed)
 
 
 def draw_settings(rng, ranges=None):

@@ -429,17 +429,10 @@ class TrainingSet:
         numpy.ndarray, shape (3000,)
             Float64, on :attr:`rgrid`; zeros for a noiseless draw.
         """
-        from diffpy_cbldm.dataset.acquisition import pdf_noise
-
-        acquisition = self.acquisition(index, draw)
+        acquisition = self.acquisition(index, draw)  # checks both
         row = self.file["pdf_settings"][int(index), draw]
         sigma = float(row[SETTINGS_COLUMNS.index("noise_sigma")])
-        if sigma == 0.0:
-            return np.zeros(len(self.rgrid))
-        s = acquisition.settings
-        return sigma * pdf_noise(
-            s.rgrid, s.qmin, s.qmax, acquisition.noise_seed
-        )
+        return acquisition.noise(sigma)
 
     def atoms(self, index):
         """Structure `index` as an ``ase.Atoms`` (no cell, no pbc)."""

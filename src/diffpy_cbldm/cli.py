@@ -148,6 +148,16 @@ def _add_solve(sub):
         ),
     )
     p.add_argument(
+        "--allow-pieces",
+        action="store_true",
+        help=(
+            "keep the decoded clusters as they are, even in pieces "
+            "(default: a cluster that falls apart is replaced by one piece "
+            "of the best-scored template sites when that fits the data as "
+            "well)"
+        ),
+    )
+    p.add_argument(
         "--type-guidance",
         type=float,
         default=None,
@@ -204,6 +214,7 @@ SUMMARY_FIELDS = (
     "adgp_residual",
     "merged_atoms",
     "pieces",
+    "joined_sites",
     "generator",
     "candidate",
     "xyz",
@@ -215,7 +226,7 @@ def _run_solve(args):
     import io
 
     from diffpy_cbldm.atomic import atomic_path
-    from diffpy_cbldm.evaluation import connected_parts
+    from diffpy_cbldm.clusters.bonds import connected_parts
     from diffpy_cbldm.generator import (
         CbLDMGenerator,
         as_pdf_data,
@@ -244,6 +255,7 @@ def _run_solve(args):
         relax=False if args.no_relax else None,
         type_guidance=args.type_guidance,
         qdamp=args.qdamp,
+        connected=not args.allow_pieces,
     )
     estimate = candidates[0].info if candidates else {}
     stretch = estimate.get("input_stretch", 1.0)
@@ -297,6 +309,7 @@ def _run_solve(args):
                 "adgp_residual": f"{info.get('adgp_residual', 0):.2e}",
                 "merged_atoms": info.get("merged_atoms", 0),
                 "pieces": connected_parts(result.atoms.positions)[0],
+                "joined_sites": info.get("joined_sites", 0),
                 "generator": info.get("generator", ""),
                 "candidate": info.get("candidate", ""),
                 "xyz": f"{stem}.xyz",

@@ -26,19 +26,23 @@ import time
 
 import numpy as np
 
+# The bonds of a cluster live in clusters.bonds; importable here too.
+from diffpy_cbldm.clusters.bonds import (  # noqa: F401
+    BOND_FACTOR,
+    connected_parts,
+    nearest_neighbour_distance,
+)
+
 __all__ = [
-    "BOND_FACTOR",
     "EXTENTS",
     "SIZE_BINS",
     "StructureTyper",
     "case_data",
-    "connected_parts",
     "diameter",
     "evaluate",
     "extent",
     "format_ranked",
     "format_summary",
-    "nearest_neighbour_distance",
     "noise_rw",
     "principal_extents",
     "reference_cases",
@@ -100,50 +104,6 @@ def extent(diameter_, rmax):
     ``"beyond r-range"``: G(r) of a rod or plate longer than `rmax` holds
     nothing of its length, and so little of its atom count."""
     return EXTENTS[0] if diameter_ <= rmax else EXTENTS[1]
-
-
-def nearest_neighbour_distance(positions):
-    """Median over atoms of the distance to their nearest neighbour, Å."""
-    from scipy.spatial import cKDTree
-
-    positions = np.asarray(positions, dtype=float)
-    if len(positions) < 2:
-        raise ValueError("a nearest-neighbour distance needs two atoms")
-    d, _ = cKDTree(positions).query(positions, k=2)
-    return float(np.median(d[:, 1]))
-
-
-BOND_FACTOR = 1.3
-"""Atoms closer than this times the cluster's median nearest-neighbour
-distance are bonded (:func:`connected_parts`): past the first shell of
-every lattice here (bcc's second shell is at 1.15, fcc's at 1.41)."""
-
-
-def connected_parts(positions, bond_factor=BOND_FACTOR):
-    """Pieces of a cluster: the number of connected parts, atoms bonded
-    when closer than `bond_factor` times the median nearest-neighbour
-    distance, and how many atoms lie outside the largest part.
-
-    A real particle is one piece; a candidate in several has stray atoms
-    or fragments.
-
-    Returns
-    -------
-    (int, int)
-        Parts and atoms outside the largest part; (1, 0) for fewer than
-        two atoms.
-    """
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
-    x = np.asarray(positions, dtype=float)
-    if len(x) < 2:
-        return 1, 0
-    tree = cKDTree(x)
-    cutoff = bond_factor * nearest_neighbour_distance(x)
-    bonds = tree.sparse_distance_matrix(tree, cutoff, output_type="coo_matrix")
-    parts, labels = connected_components(bonds, directed=False)
-    return int(parts), int(len(x) - np.bincount(labels).max())
 
 
 class StructureTyper:

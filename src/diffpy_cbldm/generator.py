@@ -354,6 +354,27 @@ def _warn_uncertain_count(estimate, rmax, pdf):
         )
 
 
+def _replaced_sites(plain, joined, atoms):
+    """Sites of a decoded cluster (rows of `plain` up to `atoms`) that are
+    not in its one-piece variant `joined`."""
+    n = int(atoms)
+    kept = {tuple(x) for x in joined[:n].tolist()}
+    return sum(tuple(x) not in kept for x in plain[:n].tolist())
+
+
+def _one_piece_if_as_good(candidates, n):
+    """The `n` candidates, each cluster that fell apart replaced by its
+    one-piece variant (listed after the first `n`, with the same
+    ``candidate`` number) when that fits the data at least as well (raw
+    Rw)."""
+    chosen = candidates[:n]
+    for atoms in candidates[n:]:
+        k = atoms.info["candidate"]
+        if atoms.info["rw"] <= chosen[k].info["rw"]:
+            chosen[k] = atoms
+    return chosen
+
+
 def rank_results(results):
     """Refinement results sorted by Rw, best first."""
     return sorted(results, key=lambda res: res.rw)
@@ -463,6 +484,7 @@ class CbLDMGenerator:
         relax=None,
         type_guidance=None,
         qdamp=None,
+        connected=True,
         **sampling,
     ):
         """Candidate clusters for a measured PDF, generated as one batch.
@@ -507,6 +529,17 @@ class CbLDMGenerator:
             cluster estimator tell the resolution envelope from the
             particle's size, and its atom counts are markedly better
             (docs/benchmarks/model_quality.rst).
+        connected : bool
+            Join candidates of the template decoder that fall apart: a
+            decoded cluster in pieces (the template sites scored highest
+            can include stray sites or fragments) is replaced by one piece
+            of the best-scored sites, the largest part grown by the best
+            sites bonded to it
+            (:func:`~diffpy_cbldm.clusters.bonds.connected_selection`),
+            when that fits the data at least as well (raw Rw). Some
+            particles of the training set are not one piece, hence the
+            check. False keeps every decoded cluster as it is. No effect
+            on other decoders.
         **sampling
             ``base``, ``t1``, ``t2`` of the cbldm sampler.
 
@@ -518,7 +551,9 @@ class CbLDMGenerator:
             ``merged_atoms`` (see :data:`MERGE_DISTANCE`), ``pieces``
             and ``stray_atoms`` (connected parts of the cluster and atoms
             outside its largest,
-            :func:`~diffpy_cbldm.evaluation.connected_parts`),
+            :func:`~diffpy_cbldm.clusters.bonds.connected_parts`),
+            ``joined_sites`` (sites of the decoded cluster replaced to
+            join it into one piece, see `connected`; 0 when kept),
             ``input_stretch`` (the factor r of the data was stretched by
             for the networks, :func:`~diffpy_cbldm.conventions
             .stretch_factor`; 1 for weights that do not stretch),
@@ -551,7 +586,7 @@ class CbLDMGenerator:
         from diffpy_cbldm.clusters.laplacian import positions_from_laplacian
         from diffpy_cbldm.clusters.relax import relax_clusters
         from diffpy_cbldm.conventions import stretch_factor
-        from diffpy_cbldm.evaluation import connected_parts
+        from diffpy_cbldm.clusters.bonds import connected_parts
         from diffpy_cbldm.pdf.peaks import first_peak
 
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
@@ -621,9 +656,26 @@ class CbLDMGenerator:
                 z_c.expand(len(latents), *z_c.shape[1:]),
                 prior=prior,
             ).clamp(min=MIN_ATOMS)
+            # origin[j]: the latent of decoded cluster j; the one-piece
+            # variants of clusters that fell apart follow the n plain ones
+            origin = list(range(len(latents)))
+            replaced = [0] * len(latents)
             starts = None
             if svae.config.decoder in ("coordinates", "template"):
                 starts = svae.decode_positions(latents, counts)
+                if connected and svae.config.decoder == "template":
+                    joined = svae.decode_positions(
+                        latents, counts, connected=True
+                    )
+                    apart = (joined != starts).any(dim=-1).any(dim=-1)
+                    apart = apart.nonzero().squeeze(-1)
+                    origin += apart.tolist()
+                    replaced += [
+                        _replaced_sites(starts[k], joined[k], counts[k])
+                        for k in apart.tolist()
+                    ]
+                    starts = torch.cat([starts, joined[apart]])
+                    counts = torch.cat([counts, counts[apart]])
                 L = svae.positions_laplacian(starts, counts)
                 starts = starts.double().cpu()
             else:
@@ -632,7 +684,7 @@ class CbLDMGenerator:
             if svae.config.decoder == "template":
                 types = [
                     STRUCTURE_TYPES[t]
-                    for t in svae.structure_types(latents).tolist()
+                    for t in svae.structure_types(latents[origin]).tolist()
                 ]
         L = L.double().cpu().numpy()
         L = 0.5 * (L + np.swapaxes(L, -1, -2))
@@ -671,12 +723,14 @@ class CbLDMGenerator:
                 )
             ]
         candidates = []
-        for k, ((positions, info, merged), record) in enumerate(
+        for j, ((positions, info, merged), record) in enumerate(
             zip(clusters, relax_records)
         ):
+            k = origin[j]
             atoms = Atoms(f"{element}{len(positions)}", positions=positions)
             pieces, stray = connected_parts(positions)
             atoms.info.update(
+                joined_sites=replaced[j],
                 n_atoms=len(atoms),
                 adgp_residual=float(info["residual"]),
                 merged_atoms=int(merged),
@@ -684,7 +738,7 @@ class CbLDMGenerator:
                 stray_atoms=stray,
                 input_stretch=float(stretch),
                 relaxed=nn,
-                structure_type=types[k] if types else None,
+                structure_type=types[j] if types else None,
                 **estimate.get("info", dict.fromkeys(_ESTIMATE_KEYS)),
                 relax_steps=record.get("steps"),
                 relax_converged=record.get("converged"),
@@ -701,6 +755,7 @@ class CbLDMGenerator:
                     "please report this"
                 )
             atoms.info["rw"] = float(value)
+        candidates = _one_piece_if_as_good(candidates, n)
         logger.info(
             "%d candidates in %.2f s (sampling %.2f s)",
             n,
@@ -758,6 +813,7 @@ class CbLDMGenerator:
         element=None,
         relax=None,
         type_guidance=None,
+        connected=True,
         progress=True,
         **refine_options,
     ):
@@ -766,6 +822,8 @@ class CbLDMGenerator:
         Parameters
         ----------
         data, n, seed, sampler, steps, element, relax, type_guidance
+            As for :meth:`propose`.
+        connected : bool
             As for :meth:`propose`.
         progress : bool
             Show a progress bar over the refinements.
@@ -792,6 +850,7 @@ class CbLDMGenerator:
             relax=relax,
             type_guidance=type_guidance,
             qdamp=refine_options.get("qdamp"),
+            connected=connected,
         )
         return refine_candidates(
             candidates, as_pdf_data(data), progress=progress, **refine_options

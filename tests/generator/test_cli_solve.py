@@ -35,6 +35,7 @@ def test_solve_writes_ranked_files(tiny_weights, measured, tmp_path, capsys):
     rws = [float(row["rw"]) for row in rows]
     assert rws == sorted(rws)
     assert all(int(row["pieces"]) >= 1 for row in rows)
+    assert all(int(row["joined_sites"]) >= 0 for row in rows)
     printed = capsys.readouterr().out
     assert "rank" in printed and rows[0]["rw"] in printed
 

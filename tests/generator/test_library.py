@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from ase import Atoms
 
+from diffpy_cbldm.clusters.bonds import nearest_neighbour_distance
 from diffpy_cbldm.dataset.store import open_dataset
 from diffpy_cbldm.evaluation import (
     SIZE_BINS,
     StructureTyper,
     format_summary,
-    nearest_neighbour_distance,
     select_cases,
     size_bin,
     summarise,
@@ -244,38 +244,3 @@ def test_the_stored_noise_is_the_floor_of_the_truths_refined_rw(small_set):
                 floor, rel=0.03
             )
             assert refine_cluster(truth, clean).rw < 0.005
-
-
-def test_connected_parts_counts_pieces_and_strays():
-    from ase.cluster import FaceCenteredCubic
-    from ase.lattice.cubic import BodyCenteredCubic
-
-    from diffpy_cbldm.evaluation import connected_parts
-
-    fcc = FaceCenteredCubic(
-        "Cu", [(1, 0, 0), (1, 1, 0), (1, 1, 1)], [4, 4, 3], 3.61
-    ).positions
-    bcc = BodyCenteredCubic("Fe", size=(3, 3, 3)).positions
-    assert connected_parts(fcc) == (1, 0)
-    assert connected_parts(bcc) == (1, 0)
-    # a second, smaller copy 30 Å away, and one atom pulled 10 Å out
-    small = fcc[:13] + [30.0, 0.0, 0.0]
-    assert connected_parts(np.vstack([fcc, small])) == (2, 13)
-    pulled = fcc.copy()
-    pulled[0] += [10.0, 10.0, 10.0]
-    assert connected_parts(pulled) == (2, 1)
-    # two fcc planes one lattice constant (1.41 nn) apart: bonded only
-    # when the bond reaches the second shell
-    a = 3.61
-    plane = np.array(
-        [
-            [i * a / 2, j * a / 2, 0.0]
-            for i in range(4)
-            for j in range(4)
-            if (i + j) % 2 == 0
-        ]
-    )
-    planes = np.vstack([plane, plane + [0.0, 0.0, a]])
-    assert connected_parts(planes) == (2, 8)
-    assert connected_parts(planes, bond_factor=1.5) == (1, 0)
-    assert connected_parts([[0.0, 0.0, 0.0]]) == (1, 0)

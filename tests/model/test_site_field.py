@@ -149,3 +149,53 @@ def test_template_count_is_the_fields_expected_count(net):
         e = float(expected[k].clamp(1, 256))
         lo, hi = max(1, int(np.floor(e))), int(np.ceil(e))
         assert int(n[k]) in (lo, hi)
+
+
+def test_connected_decoding_keeps_one_piece_of_the_best_sites(net):
+    from diffpy_cbldm.clusters.bonds import (
+        connected_parts,
+        connected_selection,
+    )
+
+    z = 3 * torch.randn(
+        8, 1, 16, 16, generator=torch.Generator().manual_seed(5)
+    )
+    atoms = torch.tensor([3, 13, 30, 60, 5, 20, 40, 80])
+    field = net.decoder
+    with torch.no_grad():
+        plain = net.decode_positions(z, atoms).double().numpy()
+        joined = net.decode_positions(z, atoms, connected=True)
+        joined = joined.double().numpy()
+        h, type_logits, log_nn = field.heads(z)
+        stype = type_logits.argmax(-1)
+    scale = torch.exp(log_nn).double().numpy()
+    repaired = 0
+    for k in range(len(z)):
+        t = int(stype[k])
+        n = min(int(atoms[k]), field.counts[t])
+        x, y = plain[k, :n] / scale[k], joined[k, :n] / scale[k]
+        assert np.all(joined[k, n:] == 0)
+        # one piece, and exactly connected_selection's sites of the
+        # field's logits, best first
+        assert connected_parts(y) == (1, 0)
+        with torch.no_grad():
+            logits = field.site_logits(
+                h[k : k + 1], stype[k : k + 1], field.type_sites(t)[None]
+            )[0]
+        chosen, replaced = connected_selection(
+            logits.double().numpy(), n, field.neighbours(t)
+        )
+        sites = field.sites[field.offsets[t] : field.offsets[t + 1]]
+        np.testing.assert_allclose(
+            y, sites[chosen].double().numpy(), atol=1e-5
+        )
+        if replaced == 0:  # the top sites were one piece already
+            np.testing.assert_allclose(y, x, atol=1e-5)
+        else:
+            repaired += 1
+            assert replaced < n
+            kept = {tuple(v) for v in np.round(x, 4)}
+            assert len(kept & {tuple(v) for v in np.round(y, 4)}) == (
+                n - replaced
+            )
+    assert repaired > 0  # random latents of an untrained field fall apart

@@ -17,7 +17,10 @@ decoder reads a latent as exactly that:
 Decoding keeps the ``n`` sites of highest logit of the most probable type
 (``n`` from the structure VAE's count head): every decoded cluster is a
 piece of a real lattice or twinned arrangement with exact bonds, for
-any latent. The sites are buffers, saved with the weights.
+any latent. With ``connected=True`` the ``n`` sites are also one piece
+(:func:`~diffpy_cbldm.clusters.bonds.connected_selection`): the top
+``n`` sites can include stray sites or fragments apart from the rest.
+The sites are buffers, saved with the weights.
 """
 
 import math
@@ -84,6 +87,7 @@ class SiteField(nn.Module):
         self.type_embedding = nn.Embedding(types, width)
         self.site_mid = nn.Linear(width, width)
         self.site_out = nn.Linear(width, 1)
+        self._neighbours = {}
 
     def set_sites(self, templates):
         """Load the template sites: a sequence of (m_t, 3) arrays in type
@@ -98,6 +102,21 @@ class SiteField(nn.Module):
             [torch.as_tensor(t, dtype=torch.float32) for t in templates]
         )
         self.sites.copy_(x)
+        self._neighbours = {}
+
+    def neighbours(self, stype):
+        """Bonded sites of each site of structure type ``stype``'s
+        template (within :data:`~diffpy_cbldm.clusters.bonds.BOND_FACTOR`
+        nearest-neighbour distances, which are 1 in a template): a list
+        of int arrays of local indices, computed once."""
+        from diffpy_cbldm.clusters.bonds import BOND_FACTOR, bonded_neighbours
+
+        if stype not in self._neighbours:
+            sites = self.sites[self.offsets[stype] : self.offsets[stype + 1]]
+            self._neighbours[stype] = bonded_neighbours(
+                sites.double().cpu().numpy(), BOND_FACTOR
+            )
+        return self._neighbours[stype]
 
     def type_sites(self, stype):
         """Global indices of the sites of structure type ``stype`` (int)."""
@@ -168,23 +187,37 @@ class SiteField(nn.Module):
             out[rows] = torch.sigmoid(logits).sum(-1)
         return out
 
-    def decode(self, z, atoms, size):
+    def decode(self, z, atoms, size, connected=False):
         """Clusters from latents: positions in Å, (B, size, 3), zero padded.
 
         The ``atoms[b]`` sites of highest logit of the most probable type,
         ordered by decreasing logit, scaled by the decoded NN distance.
+        With `connected`, the ``atoms[b]`` sites of highest logit that
+        are one piece (:func:`~diffpy_cbldm.clusters.bonds
+        .connected_selection`: when the top sites fall apart, their
+        largest part grown by the best sites bonded to it).
 
         Returns
         -------
         positions : torch.Tensor, shape (B, size, 3)
         stype : torch.Tensor of int, shape (B,)
         """
+        from diffpy_cbldm.clusters.bonds import connected_selection
+
         h, type_logits, log_nn = self.heads(z)
         stype = type_logits.argmax(dim=-1)
         positions = torch.zeros(z.shape[0], size, 3, device=z.device)
         for t, rows, index, logits in self._logits_by_type(h, stype):
             for k, row in enumerate(rows.tolist()):
                 n = min(int(atoms[row]), self.counts[t], size)
-                top = logits[k].topk(n).indices
+                if connected:
+                    top, _ = connected_selection(
+                        logits[k].detach().cpu().numpy(),
+                        n,
+                        self.neighbours(t),
+                    )
+                    top = torch.as_tensor(top, device=logits.device)
+                else:
+                    top = logits[k].topk(n).indices
                 positions[row, :n] = self.sites[index[k, top]]
         return positions * torch.exp(log_nn.float())[:, None, None], stype

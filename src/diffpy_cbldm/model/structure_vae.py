@@ -301,18 +301,21 @@ class StructureVAE(nn.Module):
         (:meth:`count_log_probs`)."""
         return self.count_log_probs(z, z_c, prior=prior).argmax(dim=-1) + 1
 
-    def decode_positions(self, z, atoms=None):
+    def decode_positions(self, z, atoms=None, connected=False):
         """Positions in Å, (B, size, 3), rows from the atom count on are
         padding.
 
         The coordinate decoder's positions, or the template decoder's
         occupied sites (:meth:`SiteField.decode`; `atoms` as in
-        :meth:`decode`). Not for ``config.decoder == "patches"``.
+        :meth:`decode`; `connected` keeps them one piece). Not for
+        ``config.decoder == "patches"``.
         """
         if self.config.decoder == "template":
             if atoms is None:
                 atoms = self.count_atoms(z)
-            return self.decoder.decode(z, atoms, self.config.size)[0]
+            return self.decoder.decode(
+                z, atoms, self.config.size, connected=connected
+            )[0]
         if self.config.decoder != "coordinates":
             raise ValueError(
                 "decode_positions needs the coordinate or template decoder,"

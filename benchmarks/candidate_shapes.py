@@ -11,11 +11,13 @@ the PDF's r-range, :func:`diffpy_cbldm.evaluation.extent`). No refinement:
 it changes a candidate's size by its zoom factor (within a few per cent),
 not its shape.
 
-Whether each cluster is one piece: :func:`diffpy_cbldm.evaluation
+Whether each cluster is one piece: :func:`diffpy_cbldm.clusters.bonds
 .connected_parts` (atoms bonded within 1.3 times the median
 nearest-neighbour distance): per group, the share of candidates in one
 piece, the share with more than 10 % of their atoms outside their
-largest part, and the same for the true clusters.
+largest part, and the same for the true clusters; and the share of
+candidates that ``propose`` joined into one piece (``joined_sites`` > 0;
+``--allow-pieces`` measures the clusters as decoded).
 
 Beside them, to tell the decoder from the sampler, the structure VAE's
 decoded positions (template sites, the true atom count) of two latents:
@@ -85,6 +87,9 @@ def _pieces(group):
         out[f"{key}_over_10pct_outside"] = float(
             np.mean([stray > 0.1 * n for (_, stray), n in items])
         )
+    out["candidates_joined"] = float(
+        np.mean([j > 0 for c in group for j in c["candidate_joined_sites"]])
+    )
     return out
 
 
@@ -96,6 +101,11 @@ def main(argv=None):
     parser.add_argument("-n", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--allow-pieces",
+        action="store_true",
+        help="the candidates as decoded (propose(connected=False))",
+    )
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
@@ -103,10 +113,10 @@ def main(argv=None):
 
     from diffpy_cbldm.atomic import atomic_path
     from diffpy_cbldm.dataset.store import open_dataset
+    from diffpy_cbldm.clusters.bonds import connected_parts
     from diffpy_cbldm.evaluation import (
         EXTENTS,
         case_data,
-        connected_parts,
         diameter,
         extent,
         principal_extents,
@@ -122,7 +132,12 @@ def main(argv=None):
         rows = select_cases(ds, "test", args.per_type, seed=args.seed)
         for row in rows:
             data, sample = case_data(ds, int(row))
-            cands = gen.propose(data, args.n, seed=args.seed)
+            cands = gen.propose(
+                data,
+                args.n,
+                seed=args.seed,
+                connected=not args.allow_pieces,
+            )
             shapes = np.array([principal_extents(a.positions) for a in cands])
             pieces = [connected_parts(a.positions) for a in cands]
             truth_pieces = connected_parts(sample.positions)
@@ -143,6 +158,9 @@ def main(argv=None):
                     "truth_parts": list(truth_pieces),
                     "candidate_parts": [list(p) for p in pieces],
                     "candidate_sizes": [len(a) for a in cands],
+                    "candidate_joined_sites": [
+                        a.info["joined_sites"] for a in cands
+                    ],
                     **decoded,
                 }
             )
@@ -185,10 +203,13 @@ def main(argv=None):
                 "more than 10 % outside the largest part "
                 f"{s[f'{key}_over_10pct_outside']:.2f}"
             )
+        joined = s["candidates_joined"]
+        print(f"    candidates joined into one piece {joined:.2f}")
     result = {
         "command": "python benchmarks/candidate_shapes.py "
         f"--data {args.data} --per-type {args.per_type} -n {args.n} "
-        f"--seed {args.seed}",
+        f"--seed {args.seed}"
+        + (" --allow-pieces" if args.allow_pieces else ""),
         "weights": gen.name,
         "seconds": time.perf_counter() - started,
         "load_average": os.getloadavg(),

@@ -667,13 +667,15 @@ class CbLDMGenerator:
                     joined = svae.decode_positions(
                         latents, counts, connected=True
                     )
-                    apart = (joined != starts).any(dim=-1).any(dim=-1)
-                    apart = apart.nonzero().squeeze(-1)
-                    origin += apart.tolist()
-                    replaced += [
-                        _replaced_sites(starts[k], joined[k], counts[k])
-                        for k in apart.tolist()
-                    ]
+                    differ = (joined != starts).any(dim=-1).any(dim=-1)
+                    moved = {
+                        k: _replaced_sites(starts[k], joined[k], counts[k])
+                        for k in differ.nonzero().squeeze(-1).tolist()
+                    }
+                    apart = [k for k, m in moved.items() if m > 0]
+                    origin += apart
+                    replaced += [moved[k] for k in apart]
+                    apart = torch.as_tensor(apart, dtype=torch.long)
                     starts = torch.cat([starts, joined[apart]])
                     counts = torch.cat([counts, counts[apart]])
                 L = svae.positions_laplacian(starts, counts)

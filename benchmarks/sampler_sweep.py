@@ -45,7 +45,14 @@ SETTINGS = {
     "cbldm dpm 20, t1 600 t2 700": dict(
         sampler="cbldm", base="dpm", steps=20, t1=600, t2=700
     ),
+    "cbldm dpm 20, t1 600 t2 700, as decoded": dict(
+        sampler="cbldm", base="dpm", steps=20, t1=600, t2=700, connected=False
+    ),
 }
+"""Every other ``propose`` option keeps its default: since 2026-12-03 a
+decoded cluster in pieces is joined into one when that fits as well
+(``connected=True``); "as decoded" keeps the decoder's clusters, as every
+setting did before."""
 
 
 class _Setting:

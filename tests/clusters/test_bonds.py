@@ -112,3 +112,14 @@ def test_connected_selection_rejects_bad_input():
         connected_selection([1.0, 2.0, 3.0], 4, line(3))
     with pytest.raises(ValueError, match="3 scores for 4"):
         connected_selection([1.0, 2.0, 3.0], 2, line(4))
+
+
+def test_growth_stops_where_the_bonds_end():
+    # two lines of 3 sites, 10 apart: a part cannot grow past its line
+    x = np.c_[np.arange(3.0), np.zeros((3, 2))]
+    x = np.vstack([x, x + [0.0, 10.0, 0.0]])
+    scores = np.array([0.9, 0.8, 0.1, 0.0, 0.85, 0.0])
+    selected, replaced = connected_selection(
+        scores, 4, bonded_neighbours(x, 1.3)
+    )
+    assert selected.tolist() == [0, 1, 2] and replaced == 1

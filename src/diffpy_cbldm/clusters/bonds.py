@@ -98,7 +98,9 @@ def connected_selection(scores, n, neighbours):
     Returns
     -------
     selected : numpy.ndarray of int, shape (n,)
-        Site indices by decreasing score.
+        Site indices by decreasing score; fewer than `n` when the part
+        runs out of bonded sites to grow by (never in a template, which
+        is one piece).
     replaced : int
         Sites of the plain top `n` that are not in the selection.
     """

@@ -216,6 +216,11 @@ class SiteField(nn.Module):
                         n,
                         self.neighbours(t),
                     )
+                    if len(top) < n:
+                        raise RuntimeError(
+                            f"the template of structure type {t} is not one "
+                            f"piece: {n} bonded sites cannot be joined"
+                        )
                     top = torch.as_tensor(top, device=logits.device)
                 else:
                     top = logits[k].topk(n).indices

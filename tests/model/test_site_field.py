@@ -199,3 +199,17 @@ def test_connected_decoding_keeps_one_piece_of_the_best_sites(net):
                 n - replaced
             )
     assert repaired > 0  # random latents of an untrained field fall apart
+
+
+def test_connected_decoding_needs_a_template_in_one_piece(templates):
+    # every site two neighbour distances from the next: no bonds at all
+    apart = [
+        np.c_[2.0 * np.arange(len(t)), np.zeros((len(t), 2))]
+        for t in templates
+    ]
+    net = template_net(apart, field_width=16, field_frequencies=4).eval()
+    z = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        net.decode_positions(z, torch.tensor([1, 1]), connected=True)
+        with pytest.raises(RuntimeError, match="not one piece: 3 bonded"):
+            net.decode_positions(z, torch.tensor([3, 3]), connected=True)

@@ -48,11 +48,21 @@ SETTINGS = {
     "cbldm dpm 20, t1 600 t2 700, as decoded": dict(
         sampler="cbldm", base="dpm", steps=20, t1=600, t2=700, connected=False
     ),
+    "cbldm dpm 20, t1 600 t2 700, one draw each": dict(
+        sampler="cbldm", base="dpm", steps=20, t1=600, t2=700, draws=10
+    ),
+    "cbldm dpm 20, t1 600 t2 700, three draws each": dict(
+        sampler="cbldm", base="dpm", steps=20, t1=600, t2=700, draws=30
+    ),
 }
-"""Every other ``propose`` option keeps its default: since 2026-12-03 a
+"""Every other ``propose`` option keeps its default. Since 2026-12-03 a
 decoded cluster in pieces is joined into one when that fits as well
 (``connected=True``); "as decoded" keeps the decoder's clusters, as every
-setting did before."""
+setting did before. Since 2026-12-03 too, ``propose`` samples two
+latents per candidate and returns the best half by raw Rw (``draws`` 2
+n); "one draw each" (``draws=10``, for the default ``--n 10``) samples
+only the candidates, as every setting did before, "three draws each"
+(``draws=30``) three per candidate."""
 
 
 class _Setting:

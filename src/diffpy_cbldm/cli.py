@@ -115,7 +115,8 @@ def _add_solve(sub):
         help="propose candidate clusters for a PDF with CbLDM and refine them",
         description=(
             "Generate N candidate nanoparticles for a measured PDF with a "
-            "trained CbLDM, refine each with diffpy.srfit and rank them by "
+            "trained CbLDM (the N of --draws sampled clusters that fit the "
+            "data best), refine each with diffpy.srfit and rank them by "
             "Rw. Writes rankNN.{xyz,res,fgr,png}, best_fits.png and "
             "summary.csv into OUTDIR."
         ),
@@ -137,6 +138,15 @@ def _add_solve(sub):
         help="diffusion sampler (default: the weights' own, cbldm)",
     )
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        help=(
+            "clusters sampled, of which the N that fit the data best "
+            "before refinement are refined (default 2 N)"
+        ),
+    )
     p.add_argument(
         "--no-relax",
         action="store_true",
@@ -256,6 +266,7 @@ def _run_solve(args):
         type_guidance=args.type_guidance,
         qdamp=args.qdamp,
         connected=not args.allow_pieces,
+        draws=args.draws,
     )
     estimate = candidates[0].info if candidates else {}
     stretch = estimate.get("input_stretch", 1.0)

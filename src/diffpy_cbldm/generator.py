@@ -30,6 +30,7 @@ import numpy as np
 __all__ = [
     "CbLDMGenerator",
     "DEFAULT_WEIGHTS",
+    "DRAWS_PER_CANDIDATE",
     "MERGE_DISTANCE",
     "MIN_ATOMS",
     "TYPE_GUIDANCE",
@@ -60,6 +61,19 @@ On 21 validation PDFs of the shipped mmnp-v1 weights it raised the share
 of sampled latents of the right type from 65 % to 91 % and of top-ranked
 refined candidates from 18/21 to 21/21 (docs/theory_model.rst, "Guidance
 towards a structure type")."""
+
+
+DRAWS_PER_CANDIDATE = 2
+"""Latents sampled per candidate asked for: ``propose(data, n)`` samples
+``2 n`` clusters in one batch and returns the `n` that fit the data best
+before refinement (raw Rw). Chosen on 56 validation PDFs (8 per type) of
+the shipped mmnp-v1 weights: against one draw per candidate, the median
+refined Rw of the top-ranked candidate fell from 0.152 to 0.142 (lower
+in 18 cases by more than 0.005, higher in 2), the decahedra's from 0.217
+to 0.179, and the median propose time rose from 1.9 to 3.1 s; three
+draws per candidate gained no more (0.147) and took 3.8 s
+(``benchmarks/sampler_sweep.py``, docs/benchmarks/model_quality.rst,
+"Draws per candidate")."""
 
 
 MIN_ATOMS = 5
@@ -354,14 +368,6 @@ def _warn_uncertain_count(estimate, rmax, pdf):
         )
 
 
-def _replaced_sites(plain, joined, atoms):
-    """Sites of a decoded cluster (rows of `plain` up to `atoms`) that are
-    not in its one-piece variant `joined`."""
-    n = int(atoms)
-    kept = {tuple(x) for x in joined[:n].tolist()}
-    return sum(tuple(x) not in kept for x in plain[:n].tolist())
-
-
 def _one_piece_if_as_good(candidates, n):
     """The `n` candidates, each cluster that fell apart replaced by its
     one-piece variant (listed after the first `n`, with the same
@@ -485,6 +491,7 @@ class CbLDMGenerator:
         type_guidance=None,
         qdamp=None,
         connected=True,
+        draws=None,
         **sampling,
     ):
         """Candidate clusters for a measured PDF, generated as one batch.
@@ -540,13 +547,20 @@ class CbLDMGenerator:
             particles of the training set are not one piece, hence the
             check. False keeps every decoded cluster as it is. No effect
             on other decoders.
+        draws : int, optional
+            Latents sampled, in one batch, at least `n`; the `n` clusters
+            of lowest raw Rw (against the data, free scale) are returned.
+            Default ``DRAWS_PER_CANDIDATE * n``
+            (:data:`DRAWS_PER_CANDIDATE`); ``draws=n`` returns every
+            sampled cluster.
         **sampling
             ``base``, ``t1``, ``t2`` of the cbldm sampler.
 
         Returns
         -------
         list of ase.Atoms
-            In generation order. ``atoms.info`` holds ``n_atoms``,
+            The `n` best of the `draws` sampled clusters, in generation
+            order. ``atoms.info`` holds ``n_atoms``,
             ``adgp_residual`` (rms misfit of the Laplacian entries),
             ``merged_atoms`` (see :data:`MERGE_DISTANCE`), ``pieces``
             and ``stray_atoms`` (connected parts of the cluster and atoms
@@ -569,15 +583,17 @@ class CbLDMGenerator:
             ``type_estimate_probability`` (its most probable structure
             type and that type's probability), ``count_estimate_qdamp``
             (the Qdamp it read with, None when unknown); ``rw`` (against
-            the data, free scale, unrefined), ``generator``, ``sampler``
-            and ``seed``.
+            the data, free scale, unrefined), ``generator``, ``sampler``,
+            ``seed``, ``candidate`` (the latent's index among the draws)
+            and ``draws``.
 
         Raises
         ------
         ValueError
-            n < 1, a PDF too short, zero, or with NaN; no element; a PDF
-            without a nearest-neighbour peak at 1.8-3.6 Å (weights that
-            stretch their input, or `relax`); a bad `qdamp`.
+            n < 1, draws < n, a PDF too short, zero, or with NaN; no
+            element; a PDF without a nearest-neighbour peak at 1.8-3.6 Å
+            (weights that stretch their input, or `relax`); a bad
+            `qdamp`.
         """
         import torch
         from ase import Atoms
@@ -593,6 +609,15 @@ class CbLDMGenerator:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
+        if draws is None:
+            draws = DRAWS_PER_CANDIDATE * int(n)
+        if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)):
+            raise ValueError(f"draws must be an integer, got {draws!r}")
+        if draws < n:
+            raise ValueError(
+                f"draws must be at least n = {n} (the candidates are the "
+                f"best of the draws), got {draws}"
+            )
         if type_guidance is None:
             type_guidance = TYPE_GUIDANCE
         pdf = as_pdf_data(data)
@@ -628,7 +653,7 @@ class CbLDMGenerator:
                 guide["target_types"] = estimate["type_logits"].argmax(dim=-1)
             latents = self.pipeline.sample_latents(
                 z_c,
-                int(n),
+                int(draws),
                 sampler=sampler,
                 steps=steps,
                 generator=generator,
@@ -657,27 +682,23 @@ class CbLDMGenerator:
                 prior=prior,
             ).clamp(min=MIN_ATOMS)
             # origin[j]: the latent of decoded cluster j; the one-piece
-            # variants of clusters that fell apart follow the n plain ones
+            # variants of clusters that fell apart follow the plain ones
             origin = list(range(len(latents)))
             replaced = [0] * len(latents)
             starts = None
             if svae.config.decoder in ("coordinates", "template"):
-                starts = svae.decode_positions(latents, counts)
                 if connected and svae.config.decoder == "template":
-                    joined = svae.decode_positions(
-                        latents, counts, connected=True
+                    starts, joined, moved = svae.decode_both_ways(
+                        latents, counts
                     )
-                    differ = (joined != starts).any(dim=-1).any(dim=-1)
-                    moved = {
-                        k: _replaced_sites(starts[k], joined[k], counts[k])
-                        for k in differ.nonzero().squeeze(-1).tolist()
-                    }
-                    apart = [k for k, m in moved.items() if m > 0]
+                    apart = [k for k, m in enumerate(moved) if m > 0]
                     origin += apart
                     replaced += [moved[k] for k in apart]
                     apart = torch.as_tensor(apart, dtype=torch.long)
                     starts = torch.cat([starts, joined[apart]])
                     counts = torch.cat([counts, counts[apart]])
+                else:
+                    starts = svae.decode_positions(latents, counts)
                 L = svae.positions_laplacian(starts, counts)
                 starts = starts.double().cpu()
             else:
@@ -748,6 +769,7 @@ class CbLDMGenerator:
                 sampler=sampler or self.pipeline.defaults.get("sampler"),
                 seed=seed,
                 candidate=k,
+                draws=int(draws),
             )
             candidates.append(atoms)
         for atoms, value in zip(candidates, candidate_rw(candidates, pdf)):
@@ -757,10 +779,17 @@ class CbLDMGenerator:
                     "please report this"
                 )
             atoms.info["rw"] = float(value)
-        candidates = _one_piece_if_as_good(candidates, n)
+        candidates = _one_piece_if_as_good(candidates, int(draws))
+        if draws > n:
+            best = sorted(
+                range(len(candidates)),
+                key=lambda k: candidates[k].info["rw"],
+            )[:n]
+            candidates = [candidates[k] for k in sorted(best)]
         logger.info(
-            "%d candidates in %.2f s (sampling %.2f s)",
+            "%d candidates of %d draws in %.2f s (sampling %.2f s)",
             n,
+            draws,
             time.perf_counter() - started,
             sampled,
         )
@@ -816,6 +845,7 @@ class CbLDMGenerator:
         relax=None,
         type_guidance=None,
         connected=True,
+        draws=None,
         progress=True,
         **refine_options,
     ):
@@ -825,7 +855,7 @@ class CbLDMGenerator:
         ----------
         data, n, seed, sampler, steps, element, relax, type_guidance
             As for :meth:`propose`.
-        connected : bool
+        connected, draws
             As for :meth:`propose`.
         progress : bool
             Show a progress bar over the refinements.
@@ -853,6 +883,7 @@ class CbLDMGenerator:
             type_guidance=type_guidance,
             qdamp=refine_options.get("qdamp"),
             connected=connected,
+            draws=draws,
         )
         return refine_candidates(
             candidates, as_pdf_data(data), progress=progress, **refine_options

@@ -117,13 +117,15 @@ def test_propose_returns_n_finite_candidates_with_records(generator, measured):
     r, g, _ = measured
     cands = generator.propose((r, g), n=4, seed=0, element="Au")
     assert len(cands) == 4
-    for k, atoms in enumerate(cands):
+    drawn = [atoms.info["candidate"] for atoms in cands]
+    assert drawn == sorted(set(drawn)) and 0 <= drawn[0] and drawn[-1] < 8
+    for atoms in cands:
         assert isinstance(atoms, Atoms)
         assert set(atoms.get_chemical_symbols()) == {"Au"}
         assert np.all(np.isfinite(atoms.positions))
         info = atoms.info
         assert info["n_atoms"] == len(atoms) >= 1
-        assert info["candidate"] == k and info["seed"] == 0
+        assert info["seed"] == 0 and info["draws"] == 8
         assert (
             np.isfinite(info["adgp_residual"]) and info["adgp_residual"] >= 0
         )
@@ -142,11 +144,13 @@ def test_candidates_are_relaxed_to_the_first_peak(generator, measured):
     from diffpy_cbldm.pdf.peaks import first_peak
 
     r, g, _ = measured
-    relaxed = generator.propose((r, g), n=3, seed=2, element="Au")
-    raw = generator.propose((r, g), n=3, seed=2, element="Au", relax=False)
+    # every draw returned, so that the three runs keep the same latents
+    options = dict(n=3, draws=3, seed=2, element="Au")
+    relaxed = generator.propose((r, g), **options)
+    raw = generator.propose((r, g), relax=False, **options)
     peak = first_peak(r, g)
     assert 2.7 < peak < 3.1  # Au, icosahedral (split first shell)
-    forced = generator.propose((r, g), n=3, seed=2, element="Au", relax=True)
+    forced = generator.propose((r, g), relax=True, **options)
     for a, b, c in zip(relaxed, raw, forced):
         assert a.info["relaxed"] == peak and b.info["relaxed"] is None
         # the tiny model has the template decoder: by default its exact
@@ -201,6 +205,36 @@ def test_candidate_rw_is_the_free_scale_rw(measured):
     )(atoms)
     expected = rw_free_scale(g[keep], np.interp(r[keep], rc, gc))[0]
     assert value == pytest.approx(expected, rel=1e-6)
+
+
+def test_candidates_are_the_best_of_the_draws(generator, measured):
+    """With more draws than candidates, the n draws of lowest raw Rw are
+    returned, in generation order: the same latents (same batch size and
+    seed) with every draw returned show which."""
+    r, g, _ = measured
+    every = generator.propose((r, g), n=6, draws=6, seed=3, element="Au")
+    best = generator.propose((r, g), n=3, draws=6, seed=3, element="Au")
+    assert [a.info["candidate"] for a in every] == list(range(6))
+    rw = [a.info["rw"] for a in every]
+    kept = sorted(np.argsort(rw, kind="stable")[:3].tolist())
+    assert [a.info["candidate"] for a in best] == kept
+    for a in best:
+        twin = every[a.info["candidate"]]
+        assert a.info["rw"] == pytest.approx(twin.info["rw"], rel=1e-9)
+        np.testing.assert_allclose(a.positions, twin.positions, atol=1e-9)
+    assert max(a.info["rw"] for a in best) <= min(
+        rw[k] for k in range(6) if k not in kept
+    )
+
+
+@pytest.mark.parametrize(
+    "draws, match",
+    [(2, "draws must be at least n = 3.*got 2"), (4.5, "draws must be an")],
+)
+def test_draws_must_cover_the_candidates(generator, measured, draws, match):
+    r, g, _ = measured
+    with pytest.raises(ValueError, match=match):
+        generator.propose((r, g), n=3, draws=draws, element="Au")
 
 
 def test_propose_is_reproducible_with_a_seed(generator, measured):

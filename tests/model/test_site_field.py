@@ -201,6 +201,40 @@ def test_connected_decoding_keeps_one_piece_of_the_best_sites(net):
     assert repaired > 0  # random latents of an untrained field fall apart
 
 
+def test_both_ways_from_one_scoring_match_each_decoding(net):
+    """``decode_both_ways`` scores the sites once and gives what two
+    ``decode_positions`` calls give, with connected_selection's count of
+    replaced sites."""
+    from diffpy_cbldm.clusters.bonds import connected_selection
+
+    z = 3 * torch.randn(
+        8, 1, 16, 16, generator=torch.Generator().manual_seed(5)
+    )
+    atoms = torch.tensor([3, 13, 30, 60, 5, 20, 40, 80])
+    field = net.decoder
+    with torch.no_grad():
+        plain, joined, replaced = net.decode_both_ways(z, atoms)
+        assert torch.equal(plain, net.decode_positions(z, atoms))
+        assert torch.equal(
+            joined, net.decode_positions(z, atoms, connected=True)
+        )
+        stype, _, logits = field.occupancy(z)
+    assert len(replaced) == len(z) and any(replaced)
+    for k in range(len(z)):
+        t = int(stype[k])
+        n = min(int(atoms[k]), field.counts[t])
+        _, count = connected_selection(
+            logits[k].numpy(), n, field.neighbours(t)
+        )
+        assert replaced[k] == count
+
+
+def test_both_ways_needs_the_template_decoder():
+    net = StructureVAE(tiny_config().structure)
+    with pytest.raises(ValueError, match="template decoder.*'coordinates'"):
+        net.decode_both_ways(torch.zeros(1, 1, 16, 16))
+
+
 def test_connected_decoding_needs_a_template_in_one_piece(templates):
     # every site two neighbour distances from the next: no bonds at all
     apart = [

@@ -187,42 +187,76 @@ class SiteField(nn.Module):
             out[rows] = torch.sigmoid(logits).sum(-1)
         return out
 
-    def decode(self, z, atoms, size, connected=False):
-        """Clusters from latents: positions in Å, (B, size, 3), zero padded.
+    def occupancy(self, z):
+        """Score every site of each latent's template, once.
 
-        The ``atoms[b]`` sites of highest logit of the most probable type,
-        ordered by decreasing logit, scaled by the decoded NN distance.
-        With `connected`, the ``atoms[b]`` sites of highest logit that
-        are one piece (:func:`~diffpy_cbldm.clusters.bonds
-        .connected_selection`: when the top sites fall apart, their
-        largest part grown by the best sites bonded to it).
+        Returns
+        -------
+        stype : torch.Tensor of int, shape (B,)
+            Most probable structure type of each latent.
+        nn : torch.Tensor, shape (B,)
+            Decoded nearest-neighbour distance in Å.
+        logits : list of torch.Tensor
+            ``logits[b]``: float occupancy logits of the sites of
+            ``stype[b]``'s template, in the template's order.
+        """
+        h, type_logits, log_nn = self.heads(z)
+        stype = type_logits.argmax(dim=-1)
+        logits = [None] * z.shape[0]
+        for _, rows, _, values in self._logits_by_type(h, stype):
+            for k, row in enumerate(rows.tolist()):
+                logits[row] = values[k]
+        return stype, torch.exp(log_nn.float()), logits
+
+    def place(self, occupancy, atoms, size, connected=False):
+        """Clusters from an :meth:`occupancy`: positions in Å.
+
+        The ``atoms[b]`` sites of highest logit, ordered by decreasing
+        logit, scaled by the decoded NN distance. With `connected`, the
+        ``atoms[b]`` sites of highest logit that are one piece
+        (:func:`~diffpy_cbldm.clusters.bonds.connected_selection`: when
+        the top sites fall apart, their largest part grown by the best
+        sites bonded to it).
 
         Returns
         -------
         positions : torch.Tensor, shape (B, size, 3)
-        stype : torch.Tensor of int, shape (B,)
+            Zero padded from row ``atoms[b]`` on.
+        replaced : list of int
+            Sites of the plain top ``atoms[b]`` not in the selection (0
+            without `connected`).
         """
         from diffpy_cbldm.clusters.bonds import connected_selection
 
-        h, type_logits, log_nn = self.heads(z)
-        stype = type_logits.argmax(dim=-1)
-        positions = torch.zeros(z.shape[0], size, 3, device=z.device)
-        for t, rows, index, logits in self._logits_by_type(h, stype):
-            for k, row in enumerate(rows.tolist()):
-                n = min(int(atoms[row]), self.counts[t], size)
-                if connected:
-                    top, _ = connected_selection(
-                        logits[k].detach().cpu().numpy(),
-                        n,
-                        self.neighbours(t),
+        stype, nn, logits = occupancy
+        positions = torch.zeros(len(logits), size, 3, device=nn.device)
+        replaced = [0] * len(logits)
+        for row, values in enumerate(logits):
+            t = int(stype[row])
+            n = min(int(atoms[row]), self.counts[t], size)
+            if connected:
+                top, replaced[row] = connected_selection(
+                    values.detach().cpu().numpy(), n, self.neighbours(t)
+                )
+                if len(top) < n:
+                    raise RuntimeError(
+                        f"the template of structure type {t} is not one "
+                        f"piece: {n} bonded sites cannot be joined"
                     )
-                    if len(top) < n:
-                        raise RuntimeError(
-                            f"the template of structure type {t} is not one "
-                            f"piece: {n} bonded sites cannot be joined"
-                        )
-                    top = torch.as_tensor(top, device=logits.device)
-                else:
-                    top = logits[k].topk(n).indices
-                positions[row, :n] = self.sites[index[k, top]]
-        return positions * torch.exp(log_nn.float())[:, None, None], stype
+                top = torch.as_tensor(top, device=values.device)
+            else:
+                top = values.topk(n).indices
+            positions[row, :n] = self.sites[self.offsets[t] + top]
+        return positions * nn[:, None, None], replaced
+
+    def decode(self, z, atoms, size, connected=False):
+        """Clusters from latents: :meth:`place` of their :meth:`occupancy`.
+
+        Returns
+        -------
+        positions : torch.Tensor, shape (B, size, 3)
+            In Å, zero padded.
+        stype : torch.Tensor of int, shape (B,)
+        """
+        occupancy = self.occupancy(z)
+        return self.place(occupancy, atoms, size, connected)[0], occupancy[0]

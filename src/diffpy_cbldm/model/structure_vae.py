@@ -324,6 +324,31 @@ class StructureVAE(nn.Module):
         x = self.decoder(z.reshape(z.shape[0], -1))
         return self.config.sigma * x.reshape(z.shape[0], self.config.size, 3)
 
+    def decode_both_ways(self, z, atoms=None):
+        """Template decoder: the clusters as decoded and joined into one
+        piece, from one scoring of the sites (:meth:`SiteField.occupancy`).
+
+        Returns
+        -------
+        plain, joined : torch.Tensor, shape (B, size, 3)
+            :meth:`decode_positions` with ``connected`` False and True.
+        replaced : list of int
+            Sites of each plain cluster that its joined one replaced.
+        """
+        if self.config.decoder != "template":
+            raise ValueError(
+                "only the template decoder selects sites, this network has "
+                f"decoder={self.config.decoder!r}"
+            )
+        if atoms is None:
+            atoms = self.count_atoms(z)
+        occupancy = self.decoder.occupancy(z)
+        plain = self.decoder.place(occupancy, atoms, self.config.size)[0]
+        joined, replaced = self.decoder.place(
+            occupancy, atoms, self.config.size, connected=True
+        )
+        return plain, joined, replaced
+
     def type_logits(self, z):
         """Structure-type logits of each latent (template decoder), (B, 7)
         in the order of ``STRUCTURE_TYPES``; differentiable in `z`."""

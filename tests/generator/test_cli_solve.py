@@ -191,3 +191,21 @@ def test_solve_rejects_bad_library_options(
     assert code == 2
     assert "--library-n must be at least 1, got 0" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_solve_draws_option(tiny_weights, measured, tmp_path, capsys):
+    """--draws reaches propose: with as many draws as candidates every
+    draw is refined; fewer is a one-line error and writes nothing."""
+    out = tmp_path / "every"
+    weights = ("--weights", str(tiny_weights))
+    code = _solve(measured, tmp_path, out, "-n", "3", "--draws", "3", *weights)
+    assert code == 0
+    with open(out / "summary.csv") as fh:
+        drawn = sorted(int(row["candidate"]) for row in csv.DictReader(fh))
+    assert drawn == [0, 1, 2]
+    out = tmp_path / "few"
+    code = _solve(measured, tmp_path, out, "-n", "3", "--draws", "2", *weights)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "draws must be at least n = 3" in err and "got 2" in err
+    assert not out.exists()

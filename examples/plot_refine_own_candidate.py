@@ -8,7 +8,7 @@ PDF ``JQ_S1.gr``. ``refine_cluster`` builds a diffpy.srfit ``FitRecipe``
 with this package's Debye generator and frees scale, zoomscale, Uiso and
 delta2 in stages; the result holds the recipe, the refined cluster and
 the refined values with uncertainties, and writes ``.res``, ``.fgr``,
-``.xyz`` and a PDFgui-style plot.
+``.xyz``, ``.cif`` and a PDFgui-style plot.
 """
 
 # %%
@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ase.cluster import Octahedron
+from diffpy.structure import loadStructure
 
 from diffpy_cbldm import refine_cluster
 
@@ -44,3 +45,12 @@ print(sorted(recipe.getNames()))
 outdir = Path(tempfile.mkdtemp())
 for written in result.save(outdir, "JQ_S1-octahedron"):
     print("wrote", written)
+
+# %%
+# The CIF is the refined cluster for DiffPy: diffpy.structure reads it
+# back with the refined Uiso, in a P1 box that keeps every periodic image
+# at least the fit's rmax (30 Å) away from the cluster.
+stru = loadStructure(str(outdir / "JQ_S1-octahedron.cif"))
+a, b, c = stru.lattice.abcABG()[:3]
+print(f"{len(stru)} atoms, Uiso {stru[0].Uisoequiv:.5f} Å²,", end=" ")
+print(f"box {a:.2f} x {b:.2f} x {c:.2f} Å")

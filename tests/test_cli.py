@@ -36,7 +36,13 @@ def test_refine_writes_outputs_and_recovers_zoom(synthetic_gr, tmp_path):
     )
     assert rc == 0
     names = sorted(p.name for p in outdir.iterdir())
-    assert names == ["pt55.fgr", "pt55.png", "pt55.res", "pt55.xyz"]
+    assert names == [
+        "pt55.cif",
+        "pt55.fgr",
+        "pt55.png",
+        "pt55.res",
+        "pt55.xyz",
+    ]
     refined = ase.io.read(outdir / "pt55.xyz")
     start = read_structure("icosahedral:Pt:shells=3")
     ratio = (

@@ -371,15 +371,18 @@ def test_zoomscale_is_an_expansion_about_the_centre(pt147):
 # Outputs
 
 
-def test_save_writes_four_readable_files(tmp_path, small_result):
+def test_save_writes_five_readable_files(tmp_path, small_result):
     import ase.io
     from diffpy.srfit.fitbase.fitresults import resultsDictionary
+    from diffpy.structure import loadStructure
+    from scipy.spatial.distance import pdist
 
     paths = small_result.save(tmp_path, "fit")
     assert [p.name for p in paths] == [
         "fit.res",
         "fit.fgr",
         "fit.xyz",
+        "fit.cif",
         "fit.png",
     ]
     assert all(p.is_file() for p in paths)
@@ -409,7 +412,19 @@ def test_save_writes_four_readable_files(tmp_path, small_result):
     )
     assert atoms.info["rw"] == pytest.approx(small_result.rw)
 
-    assert paths[3].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The CIF, read by DiffPy itself: the same interatomic distances (to
+    # the 6 decimals of its fractional coordinates) and the refined Uiso.
+    stru = loadStructure(str(paths[3]))
+    assert list(stru.element) == small_result.atoms.get_chemical_symbols()
+    np.testing.assert_allclose(
+        pdist(stru.xyz_cartn), pdist(small_result.atoms.positions), atol=2e-4
+    )
+    np.testing.assert_allclose(
+        stru.Uisoequiv, small_result.atoms.arrays["uiso"], atol=1e-6
+    )
+    assert not stru.anisotropy.any()
+
+    assert paths[4].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         p.name for p in paths
     )
@@ -433,6 +448,7 @@ def test_single_writers_and_plot(tmp_path, small_result):
     assert small_result.save_res(tmp_path / "a.res").is_file()
     assert small_result.save_fgr(tmp_path / "a.fgr").is_file()
     assert small_result.save_xyz(tmp_path / "a.xyz").is_file()
+    assert small_result.save_cif(tmp_path / "a.cif").is_file()
     ax = small_result.plot(tmp_path / "a.png")
     assert (tmp_path / "a.png").is_file()
     assert "Rw" in ax.get_title()
@@ -440,6 +456,49 @@ def test_single_writers_and_plot(tmp_path, small_result):
     labels = [line.get_label() for line in ax.get_lines()]
     assert labels[:3] == ["Gobs", "Gcalc", "Gdiff"]
     assert ax.get_lines()[0].get_linestyle() == "None"  # open circles
+
+
+def test_cluster_box_keeps_images_beyond_the_margin(pt147):
+    from itertools import product
+
+    from diffpy_cbldm.refine import cluster_structure
+
+    atoms = pt147.copy()
+    atoms.positions += [3.0, -40.0, 7.5]  # anywhere in space
+    atoms.set_array("uiso", np.linspace(0.004, 0.009, len(atoms)))
+    margin = 12.5
+    stru = cluster_structure(atoms, margin)
+    x = stru.xyz_cartn
+    assert (stru.xyz >= 0).all() and (stru.xyz < 1).all()
+    np.testing.assert_allclose(
+        x - x[0], atoms.positions - atoms.positions[0], atol=1e-9
+    )
+    np.testing.assert_allclose(stru.Uisoequiv, atoms.arrays["uiso"])
+    lat = stru.lattice
+    assert (lat.alpha, lat.beta, lat.gamma) == (90, 90, 90)
+    edges = np.array([lat.a, lat.b, lat.c])
+    np.testing.assert_allclose(edges, np.ptp(atoms.positions, axis=0) + 12.5)
+    # Every image of every atom, in the 26 neighbouring boxes: none closer
+    # than the margin to any atom of the cluster.
+    nearest = min(
+        np.linalg.norm(
+            x[:, None, :] - x[None, :, :] - np.multiply(n, edges), axis=-1
+        ).min()
+        for n in product((-1, 0, 1), repeat=3)
+        if any(n)
+    )
+    assert nearest >= margin - 1e-9
+
+
+def test_cluster_box_without_uiso_and_bad_margins(pt147):
+    from diffpy_cbldm.refine import cluster_structure
+
+    assert not cluster_structure(pt147, 10.0).Uisoequiv.any()
+    for margin in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="margin must be > 0"):
+            cluster_structure(pt147, margin)
+    with pytest.raises(ValueError, match="without atoms"):
+        cluster_structure(pt147[:0], 10.0)
 
 
 def test_failed_save_leaves_no_file(tmp_path, small_result):

@@ -55,7 +55,7 @@ def _add_refine(sub):
         description=(
             "Refine scale, zoomscale, Uiso per element and delta2 (and "
             "optionally the positions) of a cluster against a PDF file; "
-            "write .res, .fgr, .xyz and a PNG of the fit."
+            "write .res, .fgr, .xyz, .cif and a PNG of the fit."
         ),
     )
     p.add_argument("data", help="measured PDF file (.gr, .fgr, ...)")
@@ -117,7 +117,7 @@ def _add_solve(sub):
             "Generate N candidate nanoparticles for a measured PDF with a "
             "trained CbLDM (the N of --draws sampled clusters that fit the "
             "data best), refine each with diffpy.srfit and rank them by "
-            "Rw. Writes rankNN.{xyz,res,fgr,png}, best_fits.png and "
+            "Rw. Writes rankNN.{xyz,cif,res,fgr,png}, best_fits.png and "
             "summary.csv into OUTDIR."
         ),
     )

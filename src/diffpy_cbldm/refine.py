@@ -8,7 +8,8 @@ and the coordinates ``x_<i>``, ``y_<i>``, ``z_<i>``. :func:`refine_cluster`
 builds the recipe and refines it in stages with
 ``scipy.optimize.least_squares``, freeing parameters one group at a time
 as DiffPy users do by hand, and returns a :class:`RefinementResult` that
-writes the usual .res, .fgr, .xyz and a PDFgui-like figure.
+writes the usual .res, .fgr, .xyz, a .cif that diffpy.structure loads
+with its Uiso, and a PDFgui-like figure.
 
 Units: Å for lengths, Å² for Uiso and delta2, Å⁻¹ for Q, Å⁻² for G(r).
 """
@@ -35,6 +36,7 @@ from diffpy_cbldm.pdf.settings import PDFSettings
 
 __all__ = [
     "DebyeClusterGenerator",
+    "cluster_structure",
     "RefinementResult",
     "RefinementStage",
     "refine_cluster",
@@ -524,6 +526,51 @@ class RefinementStage:
     message: str
 
 
+def cluster_structure(atoms, margin):
+    """A cluster as a diffpy.structure ``Structure`` in a P1 box.
+
+    The box is orthorhombic, the cluster's bounding box plus `margin` on
+    every axis, with the cluster in its middle: any periodic image of an
+    atom is at least `margin` away from every atom of the cluster, so a
+    periodic PDF calculation up to r = `margin` sees the cluster's own
+    pairs only (plus the small -4πρ₀r baseline of its box). The positions
+    are shifted by one vector, which changes no distance.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The cluster (positions in Å); per-atom Uiso (Å²) from
+        ``atoms.arrays["uiso"]`` when present, else 0.
+    margin : float
+        Smallest distance in Å between the cluster and its images.
+
+    Returns
+    -------
+    diffpy.structure.Structure
+        Title from the chemical formula; isotropic ADPs.
+    """
+    from diffpy.structure import Atom, Lattice, Structure
+
+    if len(atoms) == 0:
+        raise ValueError("cannot box a cluster without atoms")
+    if not np.isfinite(margin) or margin <= 0:
+        raise ValueError(f"margin must be > 0 Å, got {margin!r}")
+    x = np.asarray(atoms.positions, dtype=float)
+    low, high = x.min(axis=0), x.max(axis=0)
+    edges = high - low + margin
+    lattice = Lattice(*edges, 90.0, 90.0, 90.0)
+    uiso = atoms.arrays.get("uiso", np.zeros(len(atoms)))
+    fractional = (x - low + margin / 2) / edges
+    structure = Structure(
+        lattice=lattice, title=f"{atoms.get_chemical_formula()} cluster"
+    )
+    for symbol, xyz, u in zip(atoms.get_chemical_symbols(), fractional, uiso):
+        structure.append(
+            Atom(symbol, xyz=xyz, Uisoequiv=float(u), lattice=lattice)
+        )
+    return structure
+
+
 @dataclasses.dataclass
 class RefinementResult:
     """Outcome of :func:`refine_cluster`.
@@ -677,6 +724,11 @@ class RefinementResult:
         atoms.info = {k: v for k, v in atoms.info.items() if v is not None}
         ase.io.write(path, atoms, format="extxyz")
 
+    def _write_cif(self, path):
+        cluster_structure(self.atoms, margin=float(self.r[-1])).write(
+            str(path), "cif"
+        )
+
     def _write_png(self, path):
         ax = self.plot()
         ax.figure.savefig(path, format="png", dpi=150)
@@ -703,6 +755,17 @@ class RefinementResult:
 
         Returns the path written."""
         return self._save(path, self._write_xyz)
+
+    def save_cif(self, path):
+        """Write the refined cluster as a CIF with per-atom Uiso, in a P1
+        box that keeps its periodic images at least the fit's rmax away
+        (:func:`cluster_structure`).
+
+        ``diffpy.structure.loadStructure`` reads it back with the refined
+        Uiso, ready for a DiffPy ``DebyePDFGenerator``
+        (``periodic=False``); VESTA, Mercury and ASE open it too.
+        Returns the path written."""
+        return self._save(path, self._write_cif)
 
     def plot(self, path=None, ax=None):
         """Draw the fit PDFgui-style (see
@@ -733,8 +796,8 @@ class RefinementResult:
         return ax
 
     def save(self, outdir, stem):
-        """Write ``stem.res``, ``stem.fgr``, ``stem.xyz`` and ``stem.png``
-        into the existing folder `outdir`, all or none.
+        """Write ``stem.res``, ``stem.fgr``, ``stem.xyz``, ``stem.cif``
+        and ``stem.png`` into the existing folder `outdir`, all or none.
 
         Returns
         -------
@@ -746,11 +809,12 @@ class RefinementResult:
             ".res": self._write_res,
             ".fgr": self._write_fgr,
             ".xyz": self._write_xyz,
+            ".cif": self._write_cif,
             ".png": self._write_png,
         }
         paths = [outdir / f"{stem}{suffix}" for suffix in writers]
         # Every file goes to a temporary first; they are moved into place
-        # only once all four are written, so a failure leaves none.
+        # only once all are written, so a failure leaves none.
         with contextlib.ExitStack() as stack:
             tmps = [stack.enter_context(atomic_path(p)) for p in paths]
             for write, tmp in zip(writers.values(), tmps):

@@ -26,7 +26,7 @@ def test_solve_writes_ranked_files(tiny_weights, measured, tmp_path, capsys):
     )
     assert code == 0
     for rank in (1, 2, 3):
-        for suffix in (".xyz", ".res", ".fgr", ".png"):
+        for suffix in (".xyz", ".cif", ".res", ".fgr", ".png"):
             assert (out / f"rank{rank:02d}{suffix}").is_file()
     assert (out / "best_fits.png").read_bytes()[:4] == b"\x89PNG"
     with open(out / "summary.csv") as fh:

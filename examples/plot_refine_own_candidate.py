@@ -49,7 +49,7 @@ for written in result.save(outdir, "JQ_S1-octahedron"):
 # %%
 # The CIF is the refined cluster for DiffPy: diffpy.structure reads it
 # back with the refined Uiso, in a P1 box that keeps every periodic image
-# at least the fit's rmax (30 Å) away from the cluster.
+# at least the fit's rmax (30 Å) plus 5 Å away from the cluster.
 stru = loadStructure(str(outdir / "JQ_S1-octahedron.cif"))
 a, b, c = stru.lattice.abcABG()[:3]
 print(f"{len(stru)} atoms, Uiso {stru[0].Uisoequiv:.5f} Å²,", end=" ")

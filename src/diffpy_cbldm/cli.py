@@ -235,6 +235,7 @@ def _run_solve(args):
     import csv
     import io
 
+    from diffpy_cbldm.arguments import check_count
     from diffpy_cbldm.atomic import atomic_path
     from diffpy_cbldm.clusters.bonds import connected_parts
     from diffpy_cbldm.generator import (
@@ -249,10 +250,8 @@ def _run_solve(args):
         for name in ("rmin", "rmax", "qdamp")
         if getattr(args, name) is not None
     }
-    if args.library_n is not None and args.library_n < 1:
-        raise ValueError(
-            f"--library-n must be at least 1, got {args.library_n}"
-        )
+    if args.library_n is not None:
+        check_count("--library-n", args.library_n)
     gen = CbLDMGenerator.from_pretrained(args.weights)
     data = as_pdf_data(args.data)
     candidates = gen.propose(

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diffpy_cbldm.arguments import check_count
+
 __all__ = [
     "CbLDMGenerator",
     "DEFAULT_WEIGHTS",
@@ -605,19 +607,15 @@ class CbLDMGenerator:
         from diffpy_cbldm.clusters.bonds import connected_parts
         from diffpy_cbldm.pdf.peaks import first_peak
 
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
+        n = check_count("n", n)
         if draws is None:
-            draws = DRAWS_PER_CANDIDATE * int(n)
-        if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)):
-            raise ValueError(f"draws must be an integer, got {draws!r}")
-        if draws < n:
-            raise ValueError(
-                f"draws must be at least n = {n} (the candidates are the "
-                f"best of the draws), got {draws}"
-            )
+            draws = DRAWS_PER_CANDIDATE * n
+        draws = check_count(
+            "draws",
+            draws,
+            least=n,
+            bound=f"n = {n} (the candidates are the best of the draws)",
+        )
         if type_guidance is None:
             type_guidance = TYPE_GUIDANCE
         pdf = as_pdf_data(data)

@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from diffpy_cbldm.arguments import check_count
 from diffpy_cbldm.conventions import Conventions, model_input
 from diffpy_cbldm.generator import (
     _element,
@@ -198,10 +199,7 @@ class LibraryGenerator:
         """
         from ase import Atoms
 
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
+        n = check_count("n", n)
         if unused:
             raise TypeError(
                 f"LibraryGenerator.propose got unexpected keyword(s) "

@@ -345,7 +345,7 @@ def test_defaults_apply(pipe):
         ({"sampler": "cbldm", "t1": 10, "t2": 100}, r"t2 <= 99"),
         ({"sampler": "cbldm", "t1": 1.5, "t2": 30}, "t1 must be an integer"),
         ({"sampler": "ddim", "t1": 10}, "only apply to the cbldm"),
-        ({"sampler": "ddim", "steps": 0}, "steps must be a positive"),
+        ({"sampler": "ddim", "steps": 0}, "steps must be at least 1, got 0"),
         ({"sampler": "dpm", "steps": 100}, "repeats steps"),
     ],
 )

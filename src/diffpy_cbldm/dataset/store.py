@@ -405,6 +405,10 @@ class TrainingSet:
         """The :class:`~diffpy_cbldm.dataset.acquisition.Acquisition` of
         PDF `draw` of structure `index`: its settings, noise level and
         noise seed, from which the stored noise can be regenerated."""
+        return self._acquisition(index, draw)[0]
+
+    def _acquisition(self, index, draw):
+        """(Acquisition, stored settings row) of PDF `draw` of `index`."""
         from diffpy_cbldm.dataset.acquisition import Acquisition
 
         i = self._check_index(int(index))
@@ -415,7 +419,7 @@ class TrainingSet:
         row = self.file["pdf_settings"][i, draw]
         level = float(row[SETTINGS_COLUMNS.index("noise_level")])
         seed = int(self.file["noise_seed"][i, draw])
-        return Acquisition(self._settings(row), level, seed)
+        return Acquisition(self._settings(row), level, seed), row
 
     def noise(self, index, draw=0):
         """The noise added to PDF `draw` of structure `index`, in Å⁻².
@@ -429,8 +433,7 @@ class TrainingSet:
         numpy.ndarray, shape (3000,)
             Float64, on :attr:`rgrid`; zeros for a noiseless draw.
         """
-        acquisition = self.acquisition(index, draw)  # checks both
-        row = self.file["pdf_settings"][int(index), draw]
+        acquisition, row = self._acquisition(index, draw)
         sigma = float(row[SETTINGS_COLUMNS.index("noise_sigma")])
         return acquisition.noise(sigma)
 

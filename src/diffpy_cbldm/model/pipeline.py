@@ -50,6 +50,7 @@ import math
 import numpy as np
 import torch
 
+from diffpy_cbldm.arguments import check_count
 from diffpy_cbldm.model.blocks import reparameterize
 
 __all__ = [
@@ -240,15 +241,6 @@ def guide_clean_estimate(
     return (x - root * x0) / rest
 
 
-def _check_count(name, value, allow_none=False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _levels(start, stop, points):
     """`points` integer steps from `start` down to `stop`, both included."""
     grid = np.linspace(start, stop, max(points, 1)).round().astype(int)
@@ -328,7 +320,8 @@ class CbLDMPipeline:
             steps = d.get("steps")
         if steps is None:
             steps = DEFAULT_STEPS[kind]
-        _check_count("steps", steps, allow_none=True)
+        if steps is not None:
+            check_count("steps", steps)
         return sampler, kind, steps, t1, t2
 
     def _step_through(
@@ -367,14 +360,9 @@ class CbLDMPipeline:
     def _cbldm_segments(self, kind, steps, t1, t2):
         """Step lists of the two segments: top -> t2 and t1 -> clean."""
         top = self._top_step(kind)
-        for name, value in (("t1", t1), ("t2", t2)):
-            if isinstance(value, bool) or not isinstance(
-                value, (int, np.integer)
-            ):
-                raise ValueError(
-                    f"{name} must be an integer step, got {value!r}"
-                )
-        if not 0 <= t1 <= t2 <= top:
+        t1 = check_count("t1", t1, least=0)
+        t2 = check_count("t2", t2, least=0)
+        if not t1 <= t2 <= top:
             raise ValueError(
                 f"the cbldm sampler needs 0 <= t1 <= t2 <= {top} ({kind} "
                 f"starts at step {top}), got t1={t1}, t2={t2}"
@@ -446,7 +434,7 @@ class CbLDMPipeline:
             Latents in structure-VAE units (divided by ``latent_scale``),
             the candidates of condition b in rows ``b*n ... (b+1)*n - 1``.
         """
-        _check_count("n_per_condition", n_per_condition)
+        check_count("n_per_condition", n_per_condition)
         sampler, kind, steps, t1, t2 = self._resolve(
             sampler, base, steps, t1, t2
         )

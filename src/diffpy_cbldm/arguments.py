@@ -1,0 +1,36 @@
+"""Checks of the counts a user passes: candidates, draws, sampler steps.
+
+One function, so that every count gets the same test (an integer, not a
+bool, of at least some bound) and the same wording in its error.
+"""
+
+import numpy as np
+
+__all__ = ["check_count"]
+
+
+def check_count(name, value, least=1, bound=None):
+    """`value` as an int, or a ValueError that names it.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name as the user typed it (``"n"``, ``"--draws"``).
+    value : object
+        What was passed: an int or a numpy integer; a bool is refused.
+    least : int
+        The smallest value allowed.
+    bound : str, optional
+        How the message states `least`, e.g. ``"n = 3 (the candidates
+        are the best of the draws)"``; by default the number itself.
+
+    Returns
+    -------
+    int
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < least:
+        bound = least if bound is None else bound
+        raise ValueError(f"{name} must be at least {bound}, got {value}")
+    return int(value)

@@ -636,3 +636,35 @@ def test_srreal_backend_matches_torch(pt147):
     assert values["zoomscale"] == pytest.approx(ZOOM, rel=5e-3)
     assert values["Uiso_Pt"] == pytest.approx(UISO, rel=0.02)
     assert result.rw < 0.02
+
+
+# --------------------------------------------------------------------------
+# The data's Fourier range
+
+
+def test_unknown_fourier_range_is_warned_and_the_given_one_fits(pt147):
+    import warnings
+
+    # A measured PDF's Fourier transform starts at some Qmin > 0: computed
+    # here with Qmin 1.0 and Qmax 22 Å⁻¹, handed over as bare arrays.
+    r, g = engine_pdf(pt147, 0.005, qmin=1.0, qmax=22.0, qdamp=QDAMP)
+    with pytest.warns(UserWarning, match="gives no Qmin or Qmax") as said:
+        blind = refine_cluster(pt147, (r, g), qdamp=QDAMP)
+    assert "Qmin = 0 Å⁻¹" in str(said[0].message)
+    assert "--qmin --qmax" in str(said[0].message)
+    assert blind.settings["qmin"] == (0.0, "default")
+    # Qmin = 0 adds the cluster's small-angle hump the data do not have.
+    assert blind.rw > 0.3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        given = refine_cluster(pt147, (r, g), qmin=1.0, qmax=22.0, qdamp=QDAMP)
+        header = refine_cluster(
+            pt147,
+            PDFData.from_arrays(r, g, metadata={"qmin": 1.0, "qmax": 22.0}),
+            qdamp=QDAMP,
+        )
+    assert given.rw < 1e-9 and header.rw < 1e-9
+    assert given.settings["qmin"] == (1.0, "argument")
+    assert header.settings["qmin"] == (1.0, "data")
+    with pytest.warns(UserWarning, match="gives no Qmax:"):
+        refine_cluster(pt147, (r, g), qmin=1.0, qdamp=QDAMP, stages=[])

@@ -8,6 +8,7 @@ no physics lives here. Errors in the user's input are reported in one line
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 __all__ = ["main"]
@@ -130,14 +131,24 @@ def _add_solve(sub):
     p.add_argument(
         "--element", default=None, help="metal (default: file header)"
     )
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the sampler's noise (default: a fresh draw each run)",
+    )
     p.add_argument(
         "--sampler",
         default=None,
         choices=("cbldm", "ddpm", "ddim", "dpm"),
         help="diffusion sampler (default: the weights' own, cbldm)",
     )
-    p.add_argument("--steps", type=int, default=None)
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="sampler steps (default: the weights' own for the sampler)",
+    )
     p.add_argument(
         "--draws",
         type=int,
@@ -197,10 +208,23 @@ def _add_solve(sub):
     _optional_float(p, "--rmax", help="fit range end in Å")
     _optional_float(
         p,
+        "--qmin",
+        help="Qmin of the data's Fourier transform in Å⁻¹ (default: file "
+        "header; a bare two-column file needs it)",
+    )
+    _optional_float(
+        p,
+        "--qmax",
+        help="Qmax of the data's Fourier transform in Å⁻¹ (default: file "
+        "header)",
+    )
+    _optional_float(
+        p,
         "--qdamp",
         help="the instrument's Qdamp in Å⁻¹ (default: header); the cluster "
         "estimator reads the atom count better when it is known",
     )
+    _optional_float(p, "--qbroad", help="Qbroad in Å⁻¹ (default: header)")
     p.add_argument(
         "--positions",
         action="store_true",
@@ -244,16 +268,19 @@ def _run_solve(args):
         refine_candidates,
     )
     from diffpy_cbldm.plotting import plot_ranked_fits
+    from diffpy_cbldm.refine import Q_SETTINGS
 
     options = {
         name: getattr(args, name)
-        for name in ("rmin", "rmax", "qdamp")
+        for name in ("rmin", "rmax", *Q_SETTINGS)
         if getattr(args, name) is not None
     }
     if args.library_n is not None:
         check_count("--library-n", args.library_n)
     gen = CbLDMGenerator.from_pretrained(args.weights)
-    data = as_pdf_data(args.data)
+    data = as_pdf_data(
+        args.data, **{name: getattr(args, name) for name in Q_SETTINGS}
+    )
     candidates = gen.propose(
         data,
         args.n,
@@ -496,6 +523,10 @@ def build_parser():
     return parser
 
 
+def _log_warning(message, category, filename, lineno, file=None, line=None):
+    logging.getLogger("diffpy_cbldm").warning("%s", message)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -504,7 +535,11 @@ def main(argv=None):
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            # Python warnings (e.g. a PDF file that gives no Qmin) as one
+            # log line each, like the package's own messages.
+            warnings.showwarning = _log_warning
+            args.func(args)
     except (ValueError, OSError, ImportError, KeyError) as exc:
         message = exc.args[0] if exc.args else exc
         print(f"cbldm: error: {message}", file=sys.stderr)

@@ -110,7 +110,7 @@ _ESTIMATE_KEYS = (
 weights without one)."""
 
 
-def as_pdf_data(data):
+def as_pdf_data(data, **q_settings):
     """A :class:`~diffpy_cbldm.pdf.datafile.PDFData` from what users hold.
 
     Parameters
@@ -118,12 +118,35 @@ def as_pdf_data(data):
     data : str, Path, PDFData, tuple, Profile or PDFContribution
         A PDF file, a PDFData, ``(r, G)`` or ``(r, G, dG)`` arrays, or a
         diffpy.srfit ``Profile`` or ``FitContribution`` (its profile).
+    **q_settings
+        ``qmin``, ``qmax``, ``qdamp``, ``qbroad`` in Å⁻¹ (None: the
+        header's): written into the data's header, so that screening,
+        the cluster estimator and refinement all use them. A value that
+        differs from the header's is logged, as refinement logs it.
 
     Raises
     ------
     TypeError
-        For any other kind of object.
+        For any other kind of object, or another keyword.
+    ValueError
+        For a Q setting that is not a number, negative, or qmax <= qmin.
     """
+    from diffpy_cbldm.refine import Q_SETTINGS, _resolve_settings
+
+    unknown = sorted(set(q_settings) - set(Q_SETTINGS))
+    if unknown:
+        raise TypeError(
+            f"unknown Q setting(s) {unknown}; give any of {Q_SETTINGS}"
+        )
+    given = {k: v for k, v in q_settings.items() if v is not None}
+    pdf = _as_pdf_data(data)
+    if not given:
+        return pdf
+    values, _ = _resolve_settings(pdf, given)
+    return pdf.with_metadata(**{name: values[name] for name in given})
+
+
+def _as_pdf_data(data):
     from diffpy_cbldm.pdf.datafile import PDFData, load_pdf
 
     if isinstance(data, PDFData):
@@ -204,14 +227,12 @@ def _name(pdf):
 
 def _settings(pdf, fit_rmax=None):
     """Debye settings for comparing candidates with the data: the data
-    header's Q values, else refine.DEFAULTS; the data's r-grid from
-    1.5 Å (or its start) to its end."""
-    from diffpy_cbldm.refine import DEFAULTS
+    header's Q values, else refine.DEFAULTS, as refinement resolves them
+    (with its warning when the Fourier range is unknown); the data's
+    r-grid from 1.5 Å (or its start) to its end."""
+    from diffpy_cbldm.refine import DEFAULTS, _resolve_settings
 
-    settings = {}
-    for name in ("qmin", "qmax", "qdamp", "qbroad"):
-        value = getattr(pdf, name, None)
-        settings[name] = DEFAULTS[name] if value is None else float(value)
+    settings = _resolve_settings(pdf)[0]
     rmin = max(DEFAULTS["rmin"], float(pdf.r[0]))
     rmax = float(pdf.r[-1]) if fit_rmax is None else float(fit_rmax)
     return settings, rmin, rmax
@@ -859,9 +880,11 @@ class CbLDMGenerator:
             Show a progress bar over the refinements.
         **refine_options
             Keywords of :func:`diffpy_cbldm.refine.refine_cluster`
-            (``rmin``, ``rmax``, ``qdamp``, ``refine_positions``...); a
-            ``qdamp`` also reaches the cluster estimator, as in
-            :meth:`propose`.
+            (``rmin``, ``rmax``, ``qmin``, ``qmax``, ``qdamp``,
+            ``refine_positions``...). The Q settings go into the data's
+            header first (:func:`as_pdf_data`), so that the candidates
+            are screened with them as well; a ``qdamp`` also reaches the
+            cluster estimator, as in :meth:`propose`.
 
         Returns
         -------
@@ -870,8 +893,13 @@ class CbLDMGenerator:
             candidate's generation record and adds ``refined_rw`` and
             ``rank``.
         """
+        from diffpy_cbldm.refine import Q_SETTINGS
+
+        pdf = as_pdf_data(
+            data, **{k: refine_options.get(k) for k in Q_SETTINGS}
+        )
         candidates = self.propose(
-            data,
+            pdf,
             n,
             seed=seed,
             sampler=sampler,
@@ -884,7 +912,7 @@ class CbLDMGenerator:
             draws=draws,
         )
         return refine_candidates(
-            candidates, as_pdf_data(data), progress=progress, **refine_options
+            candidates, pdf, progress=progress, **refine_options
         )
 
 

@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from diffpy_cbldm.pdf.settings import PDFSettings
 __all__ = [
     "DebyeClusterGenerator",
     "CIF_PAD",
+    "Q_SETTINGS",
     "cluster_structure",
     "RefinementResult",
     "RefinementStage",
@@ -59,6 +61,10 @@ BACKENDS = ("torch", "srreal")
 #: (and DeepStruc's default); refine it or calibrate it on a standard when
 #: the fit reaches far in r. rmin 1.5 Å leaves out the unphysical region
 #: below the first interatomic distance.
+Q_SETTINGS = ("qmin", "qmax", "qdamp", "qbroad")
+"""The Q settings of a PDF, in Å⁻¹: the range of its Fourier transform
+and the instrument's resolution."""
+
 DEFAULTS = {
     "qmin": 0.0,
     "qmax": 25.0,
@@ -440,13 +446,17 @@ def _data_name(pdf):
     return str(path) if path else "the data"
 
 
-def _resolve_settings(pdf, given):
+def _resolve_settings(pdf, given=None):
     """Q settings: the caller's value, else the data header, else
-    DEFAULTS; returns ({name: value}, {name: source})."""
+    DEFAULTS; returns ({name: value}, {name: source}).
+
+    Warns when a given value overrides the header, and when the Fourier
+    range (Qmin, Qmax) is unknown (:func:`_warn_unknown_q_range`)."""
+    given = {} if given is None else given
     values, sources = {}, {}
-    for name in ("qmin", "qmax", "qdamp", "qbroad"):
+    for name in Q_SETTINGS:
         header = getattr(pdf, name, None)
-        if given[name] is not None:
+        if given.get(name) is not None:
             values[name], sources[name] = float(given[name]), "argument"
             if header is not None and not np.isclose(header, given[name]):
                 logger.warning(
@@ -463,7 +473,39 @@ def _resolve_settings(pdf, given):
             values[name], sources[name] = DEFAULTS[name], "default"
     # Validates finiteness, signs and qmax > qmin, naming the setting.
     PDFSettings(**values)
+    unknown = [n for n in ("qmin", "qmax") if sources[n] == "default"]
+    _warn_unknown_q_range(pdf, unknown)
     return values, sources
+
+
+def _warn_unknown_q_range(pdf, unknown):
+    """Warn that the data do not say their Fourier range.
+
+    A cluster's G(r) from Qmin = 0 keeps its small-angle scattering, a
+    broad hump that a measured PDF (Qmin of 0.5-1.5 Å⁻¹) lacks: refining
+    a good octahedron against JQ_S1.gr stripped of its header gives Rw
+    0.75, and 0.13 with its Qmin and Qmax given. A wrong Qmax misplaces
+    the termination ripples. It is a ``UserWarning``, so that refining
+    many candidates against one file says it once.
+    """
+    if not unknown:
+        return
+    used = {
+        "qmin": f"Qmin = {DEFAULTS['qmin']:g} Å⁻¹, which keeps the cluster's "
+        "small-angle scattering that a measured PDF lacks",
+        "qmax": f"Qmax = {DEFAULTS['qmax']:g} Å⁻¹",
+    }
+    label = {"qmin": "Qmin", "qmax": "Qmax"}
+    warnings.warn(
+        f"{_data_name(pdf)} gives no "
+        f"{' or '.join(label[n] for n in unknown)}: G(r) is calculated "
+        f"with {', and '.join(used[n] for n in unknown)}. Give the data's "
+        f"own ({', '.join(n + '=' for n in unknown)} in Python; "
+        f"{' '.join('--' + n for n in unknown)} on the command line): Rw "
+        "means little without them",
+        UserWarning,
+        stacklevel=2,
+    )
 
 
 def _fit_range(pdf, rmin, rmax):
@@ -1063,7 +1105,7 @@ def refine_cluster(
         "rmin": (float(r[0]), span["rmin"][1]),
         "rmax": (float(r[-1]), span["rmax"][1]),
     }
-    for name in ("qmin", "qmax", "qdamp", "qbroad"):
+    for name in Q_SETTINGS:
         if name not in values or values[name][1] is None:
             settings[name] = (q[name], sources[name])
 

@@ -209,3 +209,22 @@ def test_solve_draws_option(tiny_weights, measured, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "draws must be at least n = 3" in err and "got 2" in err
     assert not out.exists()
+
+
+def test_solve_q_options_reach_the_fits(
+    tiny_weights, measured, tmp_path, caplog
+):
+    from diffpy_cbldm.pdf.datafile import load_pdf
+
+    weights = ("--weights", str(tiny_weights), "-n", "2")
+    assert _solve(measured, tmp_path, tmp_path / "bare", *weights) == 0
+    # The file has no header: one log line says so and what to give.
+    said = [m for m in caplog.messages if "gives no Qmin or Qmax" in m]
+    assert len(said) == 1 and "--qmin --qmax" in said[0]
+    caplog.clear()
+    given = ("--qmin", "0.7", "--qmax", "25", "--qdamp", "0.03")
+    code = _solve(measured, tmp_path, tmp_path / "given", *weights, *given)
+    assert code == 0
+    assert not any("gives no" in m for m in caplog.messages)
+    fit = load_pdf(tmp_path / "given" / "rank01.fgr")
+    assert (fit.qmin, fit.qmax, fit.qdamp) == (0.7, 25.0, 0.03)

@@ -344,6 +344,46 @@ def test_unknown_input_type():
         as_pdf_data({"r": 1})
 
 
+def test_q_settings_given_go_into_the_header(measured, caplog):
+    import warnings
+
+    r, g, _ = measured
+    with pytest.warns(UserWarning, match="gives no Qmin or Qmax"):
+        assert as_pdf_data((r, g), qmin=None, qdamp=0.03).qmin is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert as_pdf_data((r, g), qmin=None).metadata == {}
+        data = as_pdf_data((r, g), qmin=0.7, qmax=25.0, qdamp=0.03)
+    assert (data.qmin, data.qmax, data.qdamp, data.qbroad) == (
+        0.7,
+        25.0,
+        0.03,
+        None,
+    )
+    again = as_pdf_data(data, qmax=20.0)
+    assert again.qmax == 20.0 and again.qmin == 0.7
+    assert "qmax=20 given overrides qmax=25" in caplog.text
+    with pytest.raises(TypeError, match=r"unknown Q setting\(s\) \['qmx'\]"):
+        as_pdf_data(data, qmx=20.0)
+    with pytest.raises(ValueError, match="qmax"):
+        as_pdf_data(data, qmax=0.5)
+
+
+def test_screening_uses_the_q_settings_given(generator, measured):
+    r, g, _ = measured
+    truth = {"qmin": 0.7, "qmax": 25.0, "qdamp": 0.03}
+    results = generator.solve(
+        (r, g), n=2, seed=0, element="Au", progress=False, **truth
+    )
+    header = PDFData.from_arrays(r, g, metadata=truth)
+    for result in results:
+        start = Atoms(f"Au{len(result.atoms)}", result.start_positions)
+        assert result.settings["qmin"] == (0.7, "argument")
+        assert result.atoms.info["raw_rw"] == pytest.approx(
+            candidate_rw([start], header)[0], rel=1e-9
+        )
+
+
 def test_unknown_weights_name():
     from diffpy_cbldm import CbLDMGenerator
     from diffpy_cbldm.weights import WeightsError

@@ -470,6 +470,21 @@ def test_from_arrays_metadata_must_be_numbers_or_text():
         )
 
 
+def test_with_metadata_adds_to_a_copy_as_a_header_would(tmp_path):
+    path = tmp_path / "bare.gr"
+    path.write_text("".join(f"{x} {np.sin(x)}\n" for x in np.arange(20.0)))
+    bare = load_pdf(path)
+    assert bare.qmin is None and bare.qmax is None
+    data = bare.with_metadata(qmin=1.0, QMAX="22", qsig=0.03)
+    assert (data.qmin, data.qmax, data.qdamp) == (1.0, 22.0, 0.03)
+    assert data.path == path and data.g is not bare.g
+    np.testing.assert_array_equal(data.g, bare.g)
+    assert bare.metadata == {}
+    assert data.with_metadata(qmax=25.0).qmax == 25.0
+    with pytest.raises(ValueError, match="'qmax'.*not a number"):
+        bare.with_metadata(qmax="high")
+
+
 def test_from_arrays_copies_and_freezes():
     r, g = np.arange(20.0), np.ones(20)
     data = PDFData.from_arrays(r, g)

@@ -258,6 +258,22 @@ class PDFData:
         path = Path(filename) if isinstance(filename, str) else None
         return cls(x, y, dy, meta, path)
 
+    def with_metadata(self, **values):
+        """A copy whose header says `values` as well, e.g. the Qmin and
+        Qmax of the Fourier transform a bare two-column file leaves out.
+
+        Keys and values are checked and translated as `from_arrays` does
+        (``qsig`` -> ``qdamp`` ...); a value replaces what the header
+        said.
+
+        Examples
+        --------
+        >>> data = load_pdf("bare.gr").with_metadata(qmin=1.0, qmax=22.0)
+        """
+        return type(self)(
+            self.r, self.g, self.dg, {**self.metadata, **values}, self.path
+        )
+
     def __repr__(self):
         source = "" if self.path is None else f", path={str(self.path)!r}"
         return (

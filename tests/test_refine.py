@@ -316,6 +316,19 @@ def test_data_as_srfit_profile(pt147):
     assert result.values["scale"][0] == pytest.approx(2.0, rel=1e-3)
 
 
+def test_data_as_srfit_pdfcontribution(pt147, experimental_dir):
+    """A DiffPy user's PDFContribution, data loaded from a file: its
+    observed profile on its calculation range, with the file's header."""
+    from diffpy.srfit.pdf import PDFContribution
+
+    contribution = PDFContribution("pdf")
+    contribution.loadData(str(experimental_dir / "JQ_S1.gr"))
+    contribution.setCalculationRange(1.5, 20.0)
+    result = refine_cluster(pt147, contribution, stages=[["scale"]])
+    assert result.settings["qmin"] == (1.0, "data")
+    assert (result.r[0], result.r[-1]) == pytest.approx((1.5, 20.0))
+
+
 def test_generator_metadata_hooks_in_a_users_recipe(pt147):
     """DiffPy-style use: the profile's metadata configure the generator
     through processMetaData (srfit 3.2) and _process_metadata (later)."""

@@ -23,7 +23,6 @@ The generator chains the pieces of the package in the paper's order:
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -131,6 +130,7 @@ def as_pdf_data(data, **q_settings):
     ValueError
         For a Q setting that is not a number, negative, or qmax <= qmin.
     """
+    from diffpy_cbldm.pdf.datafile import PDFData
     from diffpy_cbldm.refine import Q_SETTINGS, _resolve_settings
 
     unknown = sorted(set(q_settings) - set(Q_SETTINGS))
@@ -139,30 +139,11 @@ def as_pdf_data(data, **q_settings):
             f"unknown Q setting(s) {unknown}; give any of {Q_SETTINGS}"
         )
     given = {k: v for k, v in q_settings.items() if v is not None}
-    pdf = _as_pdf_data(data)
+    pdf = PDFData.from_any(data)
     if not given:
         return pdf
     values, _ = _resolve_settings(pdf, given)
     return pdf.with_metadata(**{name: values[name] for name in given})
-
-
-def _as_pdf_data(data):
-    from diffpy_cbldm.pdf.datafile import PDFData, load_pdf
-
-    if isinstance(data, PDFData):
-        return data
-    if isinstance(data, (str, Path)):
-        return load_pdf(data)
-    if isinstance(data, (tuple, list)) and len(data) in (2, 3):
-        return PDFData.from_arrays(*data)
-    profile = getattr(data, "profile", None)
-    if profile is not None or type(data).__name__ == "Profile":
-        return PDFData.from_profile(data)
-    raise TypeError(
-        "data must be a .gr file path, a PDFData, (r, G) or (r, G, dG) "
-        "arrays, or a diffpy.srfit Profile or PDFContribution, got "
-        f"{type(data).__name__}"
-    )
 
 
 def merge_close_atoms(positions, distance=MERGE_DISTANCE):

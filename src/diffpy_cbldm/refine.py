@@ -32,6 +32,7 @@ from diffpy.srfit.fitbase import (
 )
 
 from diffpy_cbldm.atomic import atomic_path
+from diffpy_cbldm.pdf.datafile import PDFData
 from diffpy_cbldm.pdf.rw import best_scale, rw
 from diffpy_cbldm.pdf.settings import PDFSettings
 
@@ -420,25 +421,6 @@ def _srreal_generator(atoms, name, uiso):
 
 # --------------------------------------------------------------------------
 # Data
-
-
-def _as_pdf_data(data):
-    """A PDFData from a path, PDFData, (r, G[, dG]) tuple or srfit
-    Profile."""
-    from diffpy_cbldm.pdf.datafile import PDFData, load_pdf
-
-    if isinstance(data, PDFData):
-        return data
-    if isinstance(data, (str, Path)):
-        return load_pdf(data)
-    if isinstance(data, Profile):
-        return PDFData.from_profile(data)
-    if isinstance(data, (tuple, list)) and len(data) in (2, 3):
-        return PDFData.from_arrays(*data)
-    raise TypeError(
-        "data must be a file path, a PDFData, an (r, G) or (r, G, dG) "
-        f"tuple or a srfit Profile, got {type(data).__name__}"
-    )
 
 
 def _data_name(pdf):
@@ -968,9 +950,12 @@ def refine_cluster(
     ----------
     atoms : ase.Atoms
         Starting cluster, Å.
-    data : str, Path, PDFData, tuple or diffpy.srfit.fitbase.Profile
+    data : str, Path, PDFData, tuple, Profile or PDFContribution
         A PDF file (read by :func:`diffpy_cbldm.pdf.datafile.load_pdf`), a
-        PDFData, an ``(r, G)`` or ``(r, G, dG)`` tuple, or a srfit Profile.
+        PDFData, an ``(r, G)`` or ``(r, G, dG)`` tuple, or a srfit
+        ``Profile`` or ``FitContribution`` (its observed profile on its
+        calculation range; :meth:`~diffpy_cbldm.pdf.datafile.PDFData
+        .from_any`).
     rmin, rmax : float, optional
         Fit range in Å; default from ``max(1.5, r[0])`` to the data's end.
     qmin, qmax, qdamp, qbroad : float, optional
@@ -1021,7 +1006,7 @@ def refine_cluster(
             f"unknown backend {backend!r}; choose one of {BACKENDS}"
         )
     stages = _check_stages(stages, refine_positions)
-    pdf = _as_pdf_data(data)
+    pdf = PDFData.from_any(data)
     span = _fit_range(pdf, rmin, rmax)
     lo, hi = span["rmin"][0], span["rmax"][0]
     q, sources = _resolve_settings(

@@ -274,6 +274,38 @@ class PDFData:
             self.r, self.g, self.dg, {**self.metadata, **values}, self.path
         )
 
+    @classmethod
+    def from_any(cls, data):
+        """A `PDFData` from any of the forms users hold a PDF in.
+
+        Parameters
+        ----------
+        data : str, Path, PDFData, tuple, Profile or FitContribution
+            A PDF file (`load_pdf`), a PDFData (returned as it is),
+            ``(r, G)`` or ``(r, G, dG)`` arrays (`from_arrays`), or a
+            diffpy.srfit ``Profile``, ``FitContribution`` or
+            ``PDFContribution`` (`from_profile`).
+
+        Raises
+        ------
+        TypeError
+            For any other kind of object.
+        """
+        if isinstance(data, cls):
+            return data
+        if isinstance(data, (str, Path)):
+            return load_pdf(data)
+        if isinstance(data, (tuple, list)) and len(data) in (2, 3):
+            return cls.from_arrays(*data)
+        profile = getattr(data, "profile", None)
+        if profile is not None or type(data).__name__ == "Profile":
+            return cls.from_profile(data)
+        raise TypeError(
+            "data must be a PDF file path, a PDFData, (r, G) or (r, G, dG) "
+            "arrays, or a diffpy.srfit Profile or PDFContribution, got "
+            f"{type(data).__name__}"
+        )
+
     def __repr__(self):
         source = "" if self.path is None else f", path={str(self.path)!r}"
         return (

@@ -561,6 +561,16 @@ def test_fit_range_with_too_few_points(pt147, data_147):
         refine_cluster(pt147, data_147, rmin=10.0, rmax=10.045)
 
 
+def test_fit_range_past_the_data_is_said(pt147, data_147):
+    quick = dict(qmin=0.0, qmax=QMAX, stages=[])
+    with pytest.warns(UserWarning, match="rmax=40 Å given, but the data "):
+        result = refine_cluster(pt147, data_147, rmax=40.0, **quick)
+    assert result.r[-1] == pytest.approx(29.99)
+    r, g = data_147
+    with pytest.warns(UserWarning, match="rmin=1 Å given.*starts at r = 2"):
+        refine_cluster(pt147, (r[r >= 2], g[r >= 2]), rmin=1.0, **quick)
+
+
 def test_fit_range_reversed(pt147, data_147):
     with pytest.raises(ValueError, match="rmin < rmax"):
         refine_cluster(pt147, data_147, rmin=10.0, rmax=5.0)

@@ -444,8 +444,9 @@ def reference_cases(folder):
 
 
 EXPERIMENTAL_RMAX = 30.0
-"""Upper end (Å) of the fit range for the measured PDFs: the range the
-model sees (JQ_S1.gr runs to 50 Å, beyond any 256-atom cluster)."""
+"""Upper end (Å) of the fit range for the measured PDFs, or the data's
+end if sooner (Au144pMBA.gr ends at 20 Å): the range the model sees
+(JQ_S1.gr runs to 50 Å, beyond any 256-atom cluster)."""
 
 
 def solve_cases(generators, cases, *, typer, n=10, seed=0, **refine_options):
@@ -456,7 +457,8 @@ def solve_cases(generators, cases, *, typer, n=10, seed=0, **refine_options):
     generators : dict of str -> generator
     cases : list of (name, data, true ase.Atoms or None)
     **refine_options
-        Keywords of :func:`~diffpy_cbldm.refine.refine_cluster`.
+        Keywords of :func:`~diffpy_cbldm.refine.refine_cluster`; an
+        ``rmax`` beyond a case's data stops at the data's end.
 
     Returns
     -------
@@ -469,13 +471,14 @@ def solve_cases(generators, cases, *, typer, n=10, seed=0, **refine_options):
 
     out = []
     for name, data, truth in cases:
+        options = dict(refine_options)
+        if options.get("rmax") is not None:
+            options["rmax"] = min(options["rmax"], float(data.r[-1]))
         for gen_name, gen in generators.items():
             t0 = time.perf_counter()
             cands = gen.propose(data, n, seed=seed)
             t_propose = time.perf_counter() - t0
-            results = refine_candidates(
-                cands, data, progress=False, **refine_options
-            )
+            results = refine_candidates(cands, data, progress=False, **options)
             t_solve = time.perf_counter() - t0
             ranked = [
                 {

@@ -518,6 +518,21 @@ def _fit_range(pdf, rmin, rmax):
             f"fit range rmin={lo:g} to rmax={hi:g} Å holds only {inside} "
             f"points of {_data_name(pdf)}; at least {MIN_POINTS} are needed"
         )
+    step = float(r[1] - r[0]) if len(r) > 1 else 0.0
+    for name, value, end, past in (
+        ("rmin", lo, r[0], lo < r[0] - step),
+        ("rmax", hi, r[-1], hi > r[-1] + step),
+    ):
+        if past:
+            # A UserWarning, so that refining many candidates against one
+            # file says it once.
+            warnings.warn(
+                f"{name}={value:g} Å given, but {_data_name(pdf)} "
+                f"{'starts' if name == 'rmin' else 'ends'} at r = {end:g} "
+                "Å: the fit range stops there",
+                UserWarning,
+                stacklevel=2,
+            )
     return {"rmin": (lo, lo_source), "rmax": (hi, hi_source)}
 
 

@@ -539,7 +539,8 @@ class CbLDMGenerator:
             default: the data's header, else unknown. Known, it lets the
             cluster estimator tell the resolution envelope from the
             particle's size, and its atom counts are markedly better
-            (docs/benchmarks/model_quality.rst).
+            (docs/benchmarks/model_quality.rst). The draws' raw Rw is
+            computed with it too.
         connected : bool
             Join candidates of the template decoder that fall apart: a
             decoded cluster in pieces (the template sites scored highest
@@ -622,6 +623,8 @@ class CbLDMGenerator:
             type_guidance = TYPE_GUIDANCE
         pdf = as_pdf_data(data)
         qdamp = _qdamp(pdf, qdamp)
+        # The draws are screened with the Qdamp given, as refined.
+        pdf = as_pdf_data(pdf, qdamp=qdamp)
         element = _element(pdf, element)
         x = self.model_input(pdf)
         stretch = stretch_factor(pdf.r, pdf.g, self.conventions)

@@ -672,3 +672,14 @@ def test_the_estimator_reads_qdamp_in_the_stretched_frame(generator, measured):
     assert atoms.info["count_estimate"] == pytest.approx(
         seen["info"]["count_estimate"], rel=1e-5
     )
+
+
+def test_propose_screens_with_the_qdamp_given(generator, measured):
+    r, g, _ = measured
+    cands = generator.propose((r, g), n=2, seed=0, element="Au", qdamp=0.03)
+    raw = [c.info["rw"] for c in cands]
+    header = PDFData.from_arrays(r, g, metadata={"qdamp": 0.03})
+    np.testing.assert_allclose(raw, candidate_rw(cands, header), rtol=1e-9)
+    # Not the Qdamp refinement would take when neither says (0.04).
+    bare = PDFData.from_arrays(r, g)
+    assert not np.allclose(raw, candidate_rw(cands, bare), rtol=1e-6)

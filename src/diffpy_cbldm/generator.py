@@ -226,6 +226,13 @@ def candidate_rw(clusters, pdf, *, rmax=None):
     of :func:`~diffpy_cbldm.refine.refine_cluster`), Uiso 0.005 Å² and no
     refinement, on the data's own r-points from 1.5 Å.
 
+    Parameters
+    ----------
+    clusters : sequence of ase.Atoms
+    pdf : anything :func:`as_pdf_data` accepts
+    rmax : float, optional
+        End of the r-range compared, in Å (default: the data's end).
+
     Returns
     -------
     ndarray, shape (len(clusters),)
@@ -234,6 +241,7 @@ def candidate_rw(clusters, pdf, *, rmax=None):
     from diffpy_cbldm.pdf.rw import rw_free_scale
     from diffpy_cbldm.refine import DEFAULTS
 
+    pdf = as_pdf_data(pdf)
     settings, rmin, rmax = _settings(pdf, rmax)
     keep = (pdf.r >= rmin) & (pdf.r <= rmax)
     r, gobs = pdf.r[keep], pdf.g[keep]
@@ -271,7 +279,7 @@ def match_first_peak(clusters, pdf, nn, element="Au"):
     ----------
     clusters : sequence of (n_k, 3) arrays
         Positions in Å.
-    pdf : PDFData
+    pdf : anything :func:`as_pdf_data` accepts
     nn : float
         The data's first-peak position in Å.
     element : str
@@ -291,7 +299,7 @@ def match_first_peak(clusters, pdf, nn, element="Au"):
     from diffpy_cbldm.refine import DEFAULTS
 
     xs = [scale_to_nn(x, nn) for x in clusters]
-    settings = _settings(pdf)[0]
+    settings = _settings(as_pdf_data(pdf))[0]
     calc = DebyePDFCalculator(
         rmin=0.5,
         rmax=NN_RANGE[1] + 1.0,

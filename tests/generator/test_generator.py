@@ -681,5 +681,8 @@ def test_propose_screens_with_the_qdamp_given(generator, measured):
     header = PDFData.from_arrays(r, g, metadata={"qdamp": 0.03})
     np.testing.assert_allclose(raw, candidate_rw(cands, header), rtol=1e-9)
     # Not the Qdamp refinement would take when neither says (0.04).
-    bare = PDFData.from_arrays(r, g)
-    assert not np.allclose(raw, candidate_rw(cands, bare), rtol=1e-6)
+    bare = candidate_rw(cands, (r, g))
+    assert not np.allclose(raw, bare, rtol=1e-6)
+    np.testing.assert_array_equal(
+        bare, candidate_rw(cands, PDFData.from_arrays(r, g))
+    )

@@ -360,6 +360,7 @@ def _run_solve(args):
     with atomic_path(outdir / "summary.csv") as tmp:
         tmp.write_text(text.getvalue())
     print(f"{args.data}: {len(results)} candidates, weights {gen.name}")
+    print(_fit_settings(results[0].settings))
     print(
         f"{'rank':>4} {'Rw':>7} {'raw Rw':>7} {'atoms':>6} "
         f"{'zoom':>7} {'formula':<10} generator"
@@ -371,6 +372,18 @@ def _run_solve(args):
             f"{row['generator']}"
         )
     print(f"wrote {len(written) + 2} files to {outdir}")
+
+
+def _fit_settings(settings):
+    """One line: the fit range and Q settings and where each came from
+    (the same for every candidate of one data file)."""
+    (rmin, _), (rmax, _) = settings["rmin"], settings["rmax"]
+    q = [
+        f"{name.capitalize().replace('q', 'Q')} {value:g} ({source})"
+        for name, (value, source) in settings.items()
+        if name.startswith("q")
+    ]
+    return f"fit r {rmin:g}-{rmax:g} Å; " + ", ".join(q) + " (Å⁻¹)"
 
 
 def _add_evaluate(sub):

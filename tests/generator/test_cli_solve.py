@@ -212,7 +212,7 @@ def test_solve_draws_option(tiny_weights, measured, tmp_path, capsys):
 
 
 def test_solve_q_options_reach_the_fits(
-    tiny_weights, measured, tmp_path, caplog
+    tiny_weights, measured, tmp_path, caplog, capsys
 ):
     from diffpy_cbldm.pdf.datafile import load_pdf
 
@@ -223,8 +223,13 @@ def test_solve_q_options_reach_the_fits(
     assert len(said) == 1 and "--qmin --qmax" in said[0]
     caplog.clear()
     given = ("--qmin", "0.7", "--qmax", "25", "--qdamp", "0.03")
+    capsys.readouterr()
     code = _solve(measured, tmp_path, tmp_path / "given", *weights, *given)
     assert code == 0
     assert not any("gives no" in m for m in caplog.messages)
+    assert (
+        "Qmin 0.7 (argument), Qmax 25 (argument), Qdamp 0.03 (argument), "
+        "Qbroad 0 (default)" in capsys.readouterr().out
+    )
     fit = load_pdf(tmp_path / "given" / "rank01.fgr")
     assert (fit.qmin, fit.qmax, fit.qdamp) == (0.7, 25.0, 0.03)

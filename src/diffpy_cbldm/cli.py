@@ -379,7 +379,7 @@ def _fit_settings(settings):
     (the same for every candidate of one data file)."""
     (rmin, _), (rmax, _) = settings["rmin"], settings["rmax"]
     q = [
-        f"{name.capitalize().replace('q', 'Q')} {value:g} ({source})"
+        f"{name.capitalize()} {value:g} ({source})"
         for name, (value, source) in settings.items()
         if name.startswith("q")
     ]

@@ -57,15 +57,15 @@ ANTI_CORRELATED = (
 
 BACKENDS = ("torch", "srreal")
 
+Q_SETTINGS = ("qmin", "qmax", "qdamp", "qbroad")
+"""The Q settings of a PDF, in Å⁻¹: the range of its Fourier transform
+and the instrument's resolution."""
+
 #: Settings used when neither the caller nor the data header give them.
 #: qdamp 0.04 Å⁻¹ is typical of rapid-acquisition synchrotron PDF set-ups
 #: (and DeepStruc's default); refine it or calibrate it on a standard when
 #: the fit reaches far in r. rmin 1.5 Å leaves out the unphysical region
 #: below the first interatomic distance.
-Q_SETTINGS = ("qmin", "qmax", "qdamp", "qbroad")
-"""The Q settings of a PDF, in Å⁻¹: the range of its Fourier transform
-and the instrument's resolution."""
-
 DEFAULTS = {
     "qmin": 0.0,
     "qmax": 25.0,
@@ -477,10 +477,9 @@ def _warn_unknown_q_range(pdf, unknown):
         "small-angle scattering that a measured PDF lacks",
         "qmax": f"Qmax = {DEFAULTS['qmax']:g} Å⁻¹",
     }
-    label = {"qmin": "Qmin", "qmax": "Qmax"}
     warnings.warn(
         f"{_data_name(pdf)} gives no "
-        f"{' or '.join(label[n] for n in unknown)}: G(r) is calculated "
+        f"{' or '.join(n.capitalize() for n in unknown)}: G(r) is calculated "
         f"with {', and '.join(used[n] for n in unknown)}. Give the data's "
         f"own ({', '.join(n + '=' for n in unknown)} in Python; "
         f"{' '.join('--' + n for n in unknown)} on the command line): Rw "

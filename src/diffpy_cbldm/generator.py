@@ -37,10 +37,12 @@ __all__ = [
     "TYPE_GUIDANCE",
     "as_pdf_data",
     "candidate_rw",
+    "data_displacement",
     "match_first_peak",
     "merge_close_atoms",
     "rank_results",
     "refine_candidates",
+    "set_raw_rw",
 ]
 
 logger = logging.getLogger(__name__)
@@ -219,11 +221,12 @@ def _settings(pdf, fit_rmax=None):
     return settings, rmin, rmax
 
 
-def candidate_rw(clusters, pdf, *, rmax=None):
+def candidate_rw(clusters, pdf, *, rmax=None, uiso=None, delta2=0.0):
     """Rw of each cluster against the data after a free scale.
 
     G is computed with the data's Q settings (header, else the defaults
-    of :func:`~diffpy_cbldm.refine.refine_cluster`), Uiso 0.005 Å² and no
+    of :func:`~diffpy_cbldm.refine.refine_cluster`), the given atomic
+    displacement (by default Uiso 0.005 Å², no delta2) and no
     refinement, on the data's own r-points from 1.5 Å.
 
     Parameters
@@ -232,6 +235,11 @@ def candidate_rw(clusters, pdf, *, rmax=None):
     pdf : anything :func:`as_pdf_data` accepts
     rmax : float, optional
         End of the r-range compared, in Å (default: the data's end).
+    uiso : float, optional
+        Isotropic displacement of every atom in Å² (default
+        ``refine.DEFAULTS["uiso"]``, 0.005 Å²).
+    delta2 : float
+        Correlated-motion sharpening in Å², as in PDFgui.
 
     Returns
     -------
@@ -251,7 +259,8 @@ def candidate_rw(clusters, pdf, *, rmax=None):
         rmin=float(r[0]),
         rmax=float(r[-1]) + step / 2,
         rstep=step,
-        biso=8 * np.pi**2 * DEFAULTS["uiso"],
+        biso=8 * np.pi**2 * (DEFAULTS["uiso"] if uiso is None else uiso),
+        delta2=delta2,
         **settings,
     )
     rc, gc = calc.batch(clusters)
@@ -260,6 +269,39 @@ def candidate_rw(clusters, pdf, *, rmax=None):
         gcalc = np.interp(r, rc, g)
         out.append(rw_free_scale(gobs, gcalc, dg)[0])
     return np.asarray(out, dtype=float)
+
+
+def data_displacement(cluster, pdf):
+    """The data's atomic displacement, refined with one cluster.
+
+    `cluster` is refined against the data with the default recipe of
+    :func:`~diffpy_cbldm.refine.refine_cluster` (scale, zoomscale, Uiso,
+    delta2; positions fixed) over the range :func:`candidate_rw`
+    compares, from 1.5 Å to the data's end. Uiso and delta2 describe the
+    sample and the measurement (thermal and static disorder, correlated
+    motion) more than the arrangement of the atoms, so one fit with the
+    best of the draws gives the values every draw is compared with: a
+    fixed Uiso of 0.005 Å² puts the raw Rw of the true structure itself
+    at 0.29 (median over the test cases of docs/benchmarks/evaluate.rst,
+    where the PDFs' own Uiso is 0.001-0.02 Å²), with the data's values
+    at 0.14, the Rw of their noise.
+
+    Parameters
+    ----------
+    cluster : ase.Atoms
+    pdf : anything :func:`as_pdf_data` accepts
+
+    Returns
+    -------
+    uiso, delta2 : float
+        The refined Uiso (mean over the atoms) and delta2, in Å².
+    """
+    from diffpy_cbldm.refine import refine_cluster
+
+    pdf = as_pdf_data(pdf)
+    result = refine_cluster(cluster, pdf, rmax=float(pdf.r[-1]))
+    uiso = float(np.mean(result.atoms.arrays["uiso"]))
+    return uiso, float(result.values["delta2"][0])
 
 
 def match_first_peak(clusters, pdf, nn, element="Au"):
@@ -378,6 +420,35 @@ def _warn_uncertain_count(estimate, rmax, pdf):
             width,
             rmax,
         )
+
+
+def set_raw_rw(candidates, pdf):
+    """Give each candidate its raw Rw against the data, at the data's
+    displacement.
+
+    The displacement (:func:`data_displacement`) is refined once, with
+    the candidate of lowest :func:`candidate_rw` at the default Uiso;
+    every candidate's Rw is then computed with it. Sets
+    ``atoms.info["rw"]``, ``["rw_uiso"]`` and ``["rw_delta2"]`` (Å²).
+    """
+    at_default = _finite_rw(candidates, candidate_rw(candidates, pdf))
+    best = candidates[int(np.argmin(at_default))]
+    uiso, delta2 = data_displacement(best, pdf)
+    values = _finite_rw(
+        candidates, candidate_rw(candidates, pdf, uiso=uiso, delta2=delta2)
+    )
+    for atoms, value in zip(candidates, values):
+        atoms.info.update(rw=float(value), rw_uiso=uiso, rw_delta2=delta2)
+
+
+def _finite_rw(candidates, values):
+    for atoms, value in zip(candidates, values):
+        if not np.isfinite(value):
+            raise RuntimeError(
+                f"candidate {atoms.info.get('candidate')} has Rw {value}; "
+                "please report this"
+            )
+    return values
 
 
 def _one_piece_if_as_good(candidates, n):
@@ -596,7 +667,10 @@ class CbLDMGenerator:
             ``type_estimate_probability`` (its most probable structure
             type and that type's probability), ``count_estimate_qdamp``
             (the Qdamp it read with, None when unknown); ``rw`` (against
-            the data, free scale, unrefined), ``generator``, ``sampler``,
+            the data, free scale, positions unrefined, at the data's
+            displacement ``rw_uiso`` and ``rw_delta2`` in Å², refined
+            once per call with the draw that fits best at Uiso 0.005 Å²,
+            :func:`data_displacement`), ``generator``, ``sampler``,
             ``seed``, ``candidate`` (the latent's index among the draws)
             and ``draws``.
 
@@ -783,13 +857,7 @@ class CbLDMGenerator:
                 draws=int(draws),
             )
             candidates.append(atoms)
-        for atoms, value in zip(candidates, candidate_rw(candidates, pdf)):
-            if not np.isfinite(value):
-                raise RuntimeError(
-                    f"candidate {atoms.info['candidate']} has Rw {value}; "
-                    "please report this"
-                )
-            atoms.info["rw"] = float(value)
+        set_raw_rw(candidates, pdf)
         candidates = _one_piece_if_as_good(candidates, int(draws))
         if draws > n:
             best = sorted(

@@ -31,8 +31,8 @@ from diffpy_cbldm.generator import (
     _name,
     _settings,
     as_pdf_data,
-    candidate_rw,
     refine_candidates,
+    set_raw_rw,
 )
 
 __all__ = ["LibraryGenerator"]
@@ -192,10 +192,12 @@ class LibraryGenerator:
         Returns
         -------
         list of ase.Atoms
-            ``atoms.info``: ``n_atoms``, ``rw`` (free scale, unrefined,
-            computed as for CbLDM candidates), ``screen_rw`` (the
-            screening value), ``structure_type``, ``library_row``,
-            ``generator``.
+            ``atoms.info``: ``n_atoms``, ``rw``, ``rw_uiso`` and
+            ``rw_delta2`` (free scale, unrefined, at the data's
+            displacement, as for CbLDM candidates:
+            :func:`~diffpy_cbldm.generator.set_raw_rw`), ``screen_rw``
+            (the screening value, at Uiso 0.005 Å²), ``structure_type``,
+            ``library_row``, ``generator``.
         """
         from ase import Atoms
 
@@ -224,8 +226,7 @@ class LibraryGenerator:
                 candidate=int(len(candidates)),
             )
             candidates.append(atoms)
-        for atoms, value in zip(candidates, candidate_rw(candidates, pdf)):
-            atoms.info["rw"] = float(value)
+        set_raw_rw(candidates, pdf)
         return candidates
 
     def solve(self, data, n=10, *, element=None, progress=True, **options):

@@ -36,6 +36,9 @@ def test_solve_writes_ranked_files(tiny_weights, measured, tmp_path, capsys):
     assert rws == sorted(rws)
     assert all(int(row["pieces"]) >= 1 for row in rows)
     assert all(int(row["joined_sites"]) >= 0 for row in rows)
+    # one displacement per run, the one every raw Rw was computed with
+    assert len({(row["raw_uiso"], row["raw_delta2"]) for row in rows}) == 1
+    assert 0 < float(rows[0]["raw_uiso"]) <= 0.1
     printed = capsys.readouterr().out
     assert "rank" in printed and rows[0]["rw"] in printed
 

@@ -15,6 +15,7 @@ from diffpy_cbldm.conventions import (
 from diffpy_cbldm.generator import (
     as_pdf_data,
     candidate_rw,
+    data_displacement,
     merge_close_atoms,
 )
 from diffpy_cbldm.pdf.datafile import PDFData, write_gr
@@ -207,6 +208,53 @@ def test_candidate_rw_is_the_free_scale_rw(measured):
     assert value == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.fixture(scope="module")
+def disordered():
+    """The icosahedron's PDF at Uiso 0.012 Å² and delta2 1.2 Å², with
+    its Q settings in the header."""
+    from diffpy_cbldm.clusters.build import build_cluster
+    from diffpy_cbldm.pdf.debye import DebyePDFCalculator
+
+    atoms = build_cluster("icosahedral:Au:shells=3")
+    q = {"qmin": 0.7, "qmax": 25.0, "qdamp": 0.03}
+    r, g = DebyePDFCalculator(
+        rmin=0.5,
+        rmax=20.0,
+        rstep=0.02,
+        biso=8 * np.pi**2 * 0.012,
+        delta2=1.2,
+        **q,
+    )(atoms)
+    return PDFData.from_arrays(r, g, metadata=q), atoms
+
+
+def test_data_displacement_recovers_the_engine_values(disordered):
+    pdf, atoms = disordered
+    uiso, delta2 = data_displacement(atoms, pdf)
+    assert uiso == pytest.approx(0.012, rel=1e-3)
+    assert delta2 == pytest.approx(1.2, rel=1e-2)
+    # At those values the truth fits its PDF; at the default Uiso not.
+    assert candidate_rw([atoms], pdf, uiso=uiso, delta2=delta2)[0] < 1e-3
+    assert candidate_rw([atoms], pdf)[0] > 0.1
+
+
+def test_draws_are_compared_at_the_data_displacement(generator, disordered):
+    """propose refines the displacement with the draw that fits best at
+    the default Uiso, and gives every draw's Rw at it."""
+    pdf, _ = disordered
+    every = generator.propose(pdf, n=4, draws=4, seed=1, element="Au")
+    at_default = candidate_rw(every, pdf)
+    best = every[int(np.argmin(at_default))]
+    expected = data_displacement(best, pdf)
+    for atoms in every:
+        assert (atoms.info["rw_uiso"], atoms.info["rw_delta2"]) == expected
+    np.testing.assert_allclose(
+        [a.info["rw"] for a in every],
+        candidate_rw(every, pdf, uiso=expected[0], delta2=expected[1]),
+        rtol=1e-9,
+    )
+
+
 def test_candidates_are_the_best_of_the_draws(generator, measured):
     """With more draws than candidates, the n draws of lowest raw Rw are
     returned, in generation order: the same latents (same batch size and
@@ -379,8 +427,15 @@ def test_screening_uses_the_q_settings_given(generator, measured):
     for result in results:
         start = Atoms(f"Au{len(result.atoms)}", result.start_positions)
         assert result.settings["qmin"] == (0.7, "argument")
-        assert result.atoms.info["raw_rw"] == pytest.approx(
-            candidate_rw([start], header)[0], rel=1e-9
+        info = result.atoms.info
+        assert info["raw_rw"] == pytest.approx(
+            candidate_rw(
+                [start],
+                header,
+                uiso=info["rw_uiso"],
+                delta2=info["rw_delta2"],
+            )[0],
+            rel=1e-9,
         )
 
 
@@ -678,11 +733,17 @@ def test_propose_screens_with_the_qdamp_given(generator, measured):
     r, g, _ = measured
     cands = generator.propose((r, g), n=2, seed=0, element="Au", qdamp=0.03)
     raw = [c.info["rw"] for c in cands]
+    displacement = {
+        "uiso": cands[0].info["rw_uiso"],
+        "delta2": cands[0].info["rw_delta2"],
+    }
     header = PDFData.from_arrays(r, g, metadata={"qdamp": 0.03})
-    np.testing.assert_allclose(raw, candidate_rw(cands, header), rtol=1e-9)
+    np.testing.assert_allclose(
+        raw, candidate_rw(cands, header, **displacement), rtol=1e-9
+    )
     # Not the Qdamp refinement would take when neither says (0.04).
-    bare = candidate_rw(cands, (r, g))
+    bare = candidate_rw(cands, (r, g), **displacement)
     assert not np.allclose(raw, bare, rtol=1e-6)
     np.testing.assert_array_equal(
-        bare, candidate_rw(cands, PDFData.from_arrays(r, g))
+        bare, candidate_rw(cands, PDFData.from_arrays(r, g), **displacement)
     )

@@ -329,7 +329,7 @@ def evaluate(
                 "raw_rw_uiso_005": float(min(candidate_rw(cands, data))),
                 "rw_uiso": cands[0].info.get("rw_uiso"),
                 "rw_delta2": cands[0].info.get("rw_delta2"),
-                "true_uiso": sample.settings[0].biso / (8 * np.pi**2),
+                "true_uiso": sample.settings[0].uiso,
                 "true_delta2": sample.settings[0].delta2,
                 "raw_natoms": len(best_raw),
                 "propose_s": t_propose,

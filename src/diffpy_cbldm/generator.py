@@ -298,8 +298,8 @@ def data_displacement(cluster, pdf):
     """
     from diffpy_cbldm.refine import refine_cluster
 
-    pdf = as_pdf_data(pdf)
-    result = refine_cluster(cluster, pdf, rmax=float(pdf.r[-1]))
+    # refine_cluster's default fit range is candidate_rw's range.
+    result = refine_cluster(cluster, pdf)
     uiso = float(np.mean(result.atoms.arrays["uiso"]))
     return uiso, float(result.values["delta2"][0])
 

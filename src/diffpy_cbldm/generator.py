@@ -249,6 +249,11 @@ def candidate_rw(clusters, pdf, *, rmax=None, uiso=None, delta2=0.0):
     from diffpy_cbldm.pdf.rw import rw_free_scale
     from diffpy_cbldm.refine import DEFAULTS
 
+    if uiso is None:
+        uiso = DEFAULTS["uiso"]
+    elif not (np.isfinite(uiso) and uiso >= 0):
+        # The engine would name its Biso; the user gave Uiso.
+        raise ValueError(f"uiso must be finite and >= 0 Å², got {uiso!r}")
     pdf = as_pdf_data(pdf)
     settings, rmin, rmax = _settings(pdf, rmax)
     keep = (pdf.r >= rmin) & (pdf.r <= rmax)
@@ -259,7 +264,7 @@ def candidate_rw(clusters, pdf, *, rmax=None, uiso=None, delta2=0.0):
         rmin=float(r[0]),
         rmax=float(r[-1]) + step / 2,
         rstep=step,
-        biso=8 * np.pi**2 * (DEFAULTS["uiso"] if uiso is None else uiso),
+        biso=8 * np.pi**2 * uiso,
         delta2=delta2,
         **settings,
     )

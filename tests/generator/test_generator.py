@@ -238,6 +238,15 @@ def test_data_displacement_recovers_the_engine_values(disordered):
     assert candidate_rw([atoms], pdf)[0] > 0.1
 
 
+@pytest.mark.parametrize("uiso", [-0.01, float("nan")])
+def test_candidate_rw_names_a_bad_uiso(disordered, uiso):
+    pdf, atoms = disordered
+    with pytest.raises(ValueError, match=r"uiso must be finite and >= 0"):
+        candidate_rw([atoms], pdf, uiso=uiso)
+    with pytest.raises(ValueError, match=r"delta2=nan"):
+        candidate_rw([atoms], pdf, delta2=float("nan"))
+
+
 def test_draws_are_compared_at_the_data_displacement(generator, disordered):
     """propose refines the displacement with the draw that fits best at
     the default Uiso, and gives every draw's Rw at it."""

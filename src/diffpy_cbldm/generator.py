@@ -188,24 +188,19 @@ def _element(pdf, element):
         comp = pdf.composition
         if comp is None:
             raise ValueError(
-                f"{_name(pdf)} does not give the sample composition; pass "
+                f"{pdf.name} does not give the sample composition; pass "
                 "element='Au' (or the metal of your sample)"
             )
         element = "".join(c for c in str(comp) if not c.isdigit()).strip()
         if element not in atomic_numbers:
             raise ValueError(
-                f"{_name(pdf)}: composition {comp!r} is not a single "
+                f"{pdf.name}: composition {comp!r} is not a single "
                 "element; CbLDM proposes mono-metallic clusters, pass "
                 "element='...'"
             )
     if element not in atomic_numbers or element == "X":
         raise ValueError(f"unknown element {element!r}")
     return element
-
-
-def _name(pdf):
-    path = getattr(pdf, "path", None)
-    return str(path) if path else "the data"
 
 
 def _settings(pdf, fit_rmax=None):
@@ -374,7 +369,7 @@ def _qdamp(pdf, qdamp):
     error naming its source."""
     source = "qdamp"
     if qdamp is None:
-        qdamp, source = pdf.qdamp, f"{_name(pdf)}: header qdamp"
+        qdamp, source = pdf.qdamp, f"{pdf.name}: header qdamp"
     if qdamp is None:
         return None
     if isinstance(qdamp, bool):
@@ -399,7 +394,7 @@ def _warn_beyond_range(estimate, max_atoms, pdf):
             "%s: the cluster estimator reads about %.0f atoms, more than "
             "the %d of the largest training cluster; candidates stop at "
             "%d atoms (a particle larger than the model knows)",
-            _name(pdf),
+            pdf.name,
             n,
             max_atoms,
             max_atoms,
@@ -420,7 +415,7 @@ def _warn_uncertain_count(estimate, rmax, pdf):
             "different sizes, as that of a rod or plate longer than the "
             "model's r-range of %.0f Å does; the candidates' counts are "
             "guesses, and their Rw over the data's full range judges them",
-            _name(pdf),
+            pdf.name,
             info["count_estimate"],
             width,
             rmax,
@@ -564,7 +559,7 @@ class CbLDMGenerator:
         from diffpy_cbldm.conventions import model_input
 
         pdf = as_pdf_data(data)
-        return model_input(pdf.r, pdf.g, self.conventions, source=_name(pdf))
+        return model_input(pdf.r, pdf.g, self.conventions, source=pdf.name)
 
     def propose(
         self,
@@ -721,7 +716,7 @@ class CbLDMGenerator:
                 nn = first_peak(pdf.r, pdf.g)
             except ValueError as exc:
                 raise ValueError(
-                    f"{_name(pdf)}: {exc}; pass relax=False to skip the "
+                    f"{pdf.name}: {exc}; pass relax=False to skip the "
                     "relaxation"
                 ) from None
         started = time.perf_counter()

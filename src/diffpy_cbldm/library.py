@@ -28,7 +28,6 @@ from diffpy_cbldm.arguments import check_count
 from diffpy_cbldm.conventions import Conventions, model_input
 from diffpy_cbldm.generator import (
     _element,
-    _name,
     _settings,
     as_pdf_data,
     refine_candidates,
@@ -210,7 +209,7 @@ class LibraryGenerator:
         pdf = as_pdf_data(data)
         element = _element(pdf, element)
         # The same checks of the data as CbLDM's (r-range, zeros, NaN).
-        model_input(pdf.r, pdf.g, Conventions(), source=_name(pdf))
+        model_input(pdf.r, pdf.g, Conventions(), source=pdf.name)
         rw, stretch = self.screen(pdf)
         order = np.argsort(rw, kind="stable")[:n]
         candidates = []

@@ -423,11 +423,6 @@ def _srreal_generator(atoms, name, uiso):
 # Data
 
 
-def _data_name(pdf):
-    path = getattr(pdf, "path", None)
-    return str(path) if path else "the data"
-
-
 def _resolve_settings(pdf, given=None):
     """Q settings: the caller's value, else the data header, else
     DEFAULTS; returns ({name: value}, {name: source}).
@@ -447,7 +442,7 @@ def _resolve_settings(pdf, given=None):
                     given[name],
                     name,
                     header,
-                    _data_name(pdf),
+                    pdf.name,
                 )
         elif header is not None:
             values[name], sources[name] = float(header), "data"
@@ -478,7 +473,7 @@ def _warn_unknown_q_range(pdf, unknown):
         "qmax": f"Qmax = {DEFAULTS['qmax']:g} Å⁻¹",
     }
     warnings.warn(
-        f"{_data_name(pdf)} gives no "
+        f"{pdf.name} gives no "
         f"{' or '.join(n.capitalize() for n in unknown)}: G(r) is calculated "
         f"with {', and '.join(used[n] for n in unknown)}. Give the data's "
         f"own ({', '.join(n + '=' for n in unknown)} in Python; "
@@ -510,12 +505,12 @@ def _fit_range(pdf, rmin, rmax):
     if inside == 0:
         raise ValueError(
             f"fit range rmin={lo:g} to rmax={hi:g} Å does not overlap the "
-            f"r-range {r[0]:g} to {r[-1]:g} Å of {_data_name(pdf)}"
+            f"r-range {r[0]:g} to {r[-1]:g} Å of {pdf.name}"
         )
     if inside < MIN_POINTS:
         raise ValueError(
             f"fit range rmin={lo:g} to rmax={hi:g} Å holds only {inside} "
-            f"points of {_data_name(pdf)}; at least {MIN_POINTS} are needed"
+            f"points of {pdf.name}; at least {MIN_POINTS} are needed"
         )
     step = float(r[1] - r[0]) if len(r) > 1 else 0.0
     for name, value, end, past in (
@@ -526,7 +521,7 @@ def _fit_range(pdf, rmin, rmax):
             # A UserWarning, so that refining many candidates against one
             # file says it once.
             warnings.warn(
-                f"{name}={value:g} Å given, but {_data_name(pdf)} "
+                f"{name}={value:g} Å given, but {pdf.name} "
                 f"{'starts' if name == 'rmin' else 'ends'} at r = {end:g} "
                 "Å: the fit range stops there",
                 UserWarning,

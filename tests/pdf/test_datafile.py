@@ -605,6 +605,15 @@ def test_resample_outside_the_data(experimental_dir):
     assert "Au144pMBA.gr" in str(excinfo.value)
 
 
+def test_messages_name_the_file_or_the_data(experimental_dir):
+    data = load_pdf(experimental_dir / "Au144pMBA.gr")
+    assert data.name == str(experimental_dir / "Au144pMBA.gr")
+    bare = PDFData.from_arrays(data.r, data.g)
+    assert bare.name == "the data"
+    with pytest.raises(ValueError, match="^cannot crop the data: "):
+        bare.crop(5.0, 2.0)
+
+
 def test_resample_tolerates_rounding_at_the_ends(experimental_dir):
     data = load_pdf(experimental_dir / "Au144pMBA.gr")
     grid = np.linspace(0.0, 20.0 * (1 + 1e-12), 1001)

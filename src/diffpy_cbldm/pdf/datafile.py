@@ -315,6 +315,11 @@ class PDFData:
         )
 
     @property
+    def name(self):
+        """How messages name the data: its file's path, or "the data"."""
+        return str(self.path) if self.path is not None else "the data"
+
+    @property
     def rstep(self):
         """The r-grid step in Å."""
         return float((self.r[-1] - self.r[0]) / (self.r.size - 1))
@@ -390,7 +395,7 @@ class PDFData:
         r_new = np.asarray(r_new, dtype=float)
         if r_new.ndim != 1 or r_new.size == 0:
             raise ValueError(
-                f"cannot resample {self._name()}: the new r-grid must be a "
+                f"cannot resample {self.name}: the new r-grid must be a "
                 f"non-empty 1-D array, got shape {r_new.shape}"
             )
         lo, hi = self.r[0], self.r[-1]
@@ -399,7 +404,7 @@ class PDFData:
             r_new.min() < lo - slack or r_new.max() > hi + slack
         ):
             raise ValueError(
-                f"cannot resample {self._name()}: the new r-grid spans "
+                f"cannot resample {self.name}: the new r-grid spans "
                 f"{np.min(r_new):g}-{np.max(r_new):g} Å but the data cover "
                 f"{lo:g}-{hi:g} Å; resampling interpolates, it never "
                 "extrapolates"
@@ -410,7 +415,7 @@ class PDFData:
                 logger.warning(
                     "%s: step %.4g Å is coarse for Qmax %.4g Å⁻¹; cubic "
                     "interpolation may be off by %.1e of the signal",
-                    self._name(),
+                    self.name,
                     self.rstep,
                     self.qmax,
                     bound,
@@ -446,19 +451,19 @@ class PDFData:
         lo, hi = self.r[0], self.r[-1]
         if not rmin < rmax:
             raise ValueError(
-                f"cannot crop {self._name()}: need rmin < rmax, got "
+                f"cannot crop {self.name}: need rmin < rmax, got "
                 f"rmin={rmin:g} Å, rmax={rmax:g} Å"
             )
         slack = 1e-6 * self.rstep
         if rmax < lo - slack or rmin > hi + slack:
             raise ValueError(
-                f"cannot crop {self._name()}: the range {rmin:g}-{rmax:g} Å "
+                f"cannot crop {self.name}: the range {rmin:g}-{rmax:g} Å "
                 f"does not overlap the data range {lo:g}-{hi:g} Å"
             )
         keep = (self.r >= rmin - slack) & (self.r <= rmax + slack)
         if keep.sum() < MIN_POINTS:
             raise ValueError(
-                f"cannot crop {self._name()}: the range {rmin:g}-{rmax:g} Å "
+                f"cannot crop {self.name}: the range {rmin:g}-{rmax:g} Å "
                 f"keeps {keep.sum()} of the points in {lo:g}-{hi:g} Å; at "
                 f"least {MIN_POINTS} are needed"
             )
@@ -466,9 +471,6 @@ class PDFData:
         return PDFData(
             self.r[keep], self.g[keep], dg, dict(self.metadata), self.path
         )
-
-    def _name(self):
-        return "PDF data" if self.path is None else str(self.path)
 
 
 def load_pdf(path):

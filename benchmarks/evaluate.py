@@ -59,6 +59,12 @@ def main(argv=None):
         "experimental part)",
     )
     parser.add_argument(
+        "--count-given",
+        action="store_true",
+        help="tell CbLDM each test case's true atom count (with "
+        "--no-library; no reference and experimental part)",
+    )
+    parser.add_argument(
         "--merge",
         nargs="+",
         metavar="JSON",
@@ -98,6 +104,7 @@ def main(argv=None):
         library=not args.no_library,
         cbldm=not args.no_cbldm,
         noiseless=args.noiseless,
+        count_given=args.count_given,
         shared=SHARED,
         out=args.out,
     )

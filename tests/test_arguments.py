@@ -1,9 +1,10 @@
-"""check_count: one test and one wording for every count a user passes."""
+"""check_count and check_number: one test and one wording for every
+count and number a user passes."""
 
 import numpy as np
 import pytest
 
-from diffpy_cbldm.arguments import check_count
+from diffpy_cbldm.arguments import check_count, check_number
 
 
 @pytest.mark.parametrize("value", [1, 7, np.int64(7), np.int32(1)])
@@ -31,3 +32,24 @@ def test_the_bound_is_stated_as_a_number_or_in_words():
         == "draws must be at least n = 3 (best of the draws), got 2"
     )
     assert check_count("draws", 3, least=3) == 3
+
+
+@pytest.mark.parametrize("value", [144, 0.05, np.float32(2.5), "114"])
+def test_real_numbers_pass_as_float(value):
+    number = check_number("count", value)
+    assert isinstance(number, float) and number == float(value)
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ("many", "count must be a number, got 'many'"),
+        (None, "count must be a number, got None"),
+        (True, "count must be a finite number, got True"),
+        (float("nan"), "count must be a finite number, got nan"),
+        (float("inf"), "count must be a finite number, got inf"),
+    ],
+)
+def test_anything_but_a_finite_number_is_named(value, match):
+    with pytest.raises(ValueError, match=match):
+        check_number("count", value)

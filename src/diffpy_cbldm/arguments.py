@@ -1,12 +1,14 @@
-"""Checks of the counts a user passes: candidates, draws, sampler steps.
+"""Checks of the counts and numbers a user passes: candidates, draws,
+sampler steps, an atom count.
 
-One function, so that every count gets the same test (an integer, not a
-bool, of at least some bound) and the same wording in its error.
+One function per kind, so that every argument of a kind gets the same
+test (an integer, not a bool, of at least some bound; a finite real
+number, not a bool) and the same wording in its error.
 """
 
 import numpy as np
 
-__all__ = ["check_count"]
+__all__ = ["check_count", "check_number"]
 
 
 def check_count(name, value, least=1, bound=None):
@@ -34,3 +36,27 @@ def check_count(name, value, least=1, bound=None):
         bound = least if bound is None else bound
         raise ValueError(f"{name} must be at least {bound}, got {value}")
     return int(value)
+
+
+def check_number(name, value):
+    """`value` as a finite float, or a ValueError that names it.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name as the user typed it (``"count"``).
+    value : object
+        What was passed: a real number or a numeric string; a bool is
+        refused.
+
+    Returns
+    -------
+    float
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not np.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return number

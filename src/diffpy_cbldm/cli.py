@@ -189,6 +189,19 @@ def _add_solve(sub):
             "unguided)"
         ),
     )
+    _optional_float(
+        p,
+        "--count",
+        help="the particle's known number of metal atoms (synthesis, mass "
+        "spectrometry, microscopy): candidates are sampled about it instead "
+        "of about the count the cluster estimator reads in the data",
+    )
+    _optional_float(
+        p,
+        "--count-width",
+        help="uncertainty of --count as a standard deviation of ln n "
+        "(default 0.05, about ±5 %%)",
+    )
     p.add_argument(
         "--library",
         default=None,
@@ -295,6 +308,8 @@ def _run_solve(args):
         qdamp=args.qdamp,
         connected=not args.allow_pieces,
         draws=args.draws,
+        count=args.count,
+        count_width=args.count_width,
     )
     estimate = candidates[0].info if candidates else {}
     stretch = estimate.get("input_stretch", 1.0)
@@ -315,6 +330,12 @@ def _run_solve(args):
                 if qdamp is None
                 else f"read with Qdamp {qdamp:g} Å⁻¹"
             )
+        )
+    if estimate.get("count_given") is not None:
+        print(
+            f"atom count given: {estimate['count_given']:g} (ln n ± "
+            f"{estimate['count_given_width']:.2f}); the candidates are "
+            "sampled about it"
         )
     if args.library is not None:
         from diffpy_cbldm.library import LibraryGenerator
@@ -416,6 +437,13 @@ def _add_evaluate(sub):
         "reference and experimental PDFs are skipped",
     )
     p.add_argument(
+        "--count-given",
+        action="store_true",
+        help="tell CbLDM each test case's true atom count, as a user who "
+        "knows it would (with --no-library); reference and experimental "
+        "PDFs are skipped",
+    )
+    p.add_argument(
         "--shared", default=None, help="shared/data folder (optional)"
     )
     p.add_argument("-o", "--out", default=None, help="results JSON")
@@ -433,6 +461,7 @@ def _run_evaluate(args):
         seed=args.seed,
         library=not args.no_library,
         noiseless=args.noiseless,
+        count_given=args.count_given,
         shared=args.shared,
         out=args.out,
     )

@@ -273,6 +273,7 @@ def evaluate(
     seed=0,
     refine=True,
     noiseless=False,
+    count_given=False,
     progress=True,
 ):
     """Run generators on dataset rows and record the outcome of each.
@@ -292,6 +293,11 @@ def evaluate(
         Refine every candidate and rank (else only raw Rw).
     noiseless : bool
         Give the stored PDFs without their noise (:func:`case_data`).
+    count_given : bool
+        Give each generator the true atom count (``propose(...,
+        count=)``, as a user who knows it from elsewhere would): what the
+        generator makes of the rest of the structure. Only for generators
+        that take a count (CbLDMGenerator).
 
     Returns
     -------
@@ -311,8 +317,9 @@ def evaluate(
         size = diameter(sample.positions)
         floor = 0.0 if noiseless else noise_rw(dataset, int(row))
         for name, gen in generators.items():
+            given = {"count": truth} if count_given else {}
             t0 = time.perf_counter()
-            cands = gen.propose(data, n, seed=seed)
+            cands = gen.propose(data, n, seed=seed, **given)
             t_propose = time.perf_counter() - t0
             raw = [c.info["rw"] for c in cands]
             best_raw = cands[int(np.argmin(raw))]
@@ -585,6 +592,7 @@ def run_evaluation(
     library=True,
     cbldm=True,
     noiseless=False,
+    count_given=False,
     shared=None,
     out=None,
     echo=print,
@@ -610,6 +618,10 @@ def run_evaluation(
         Give the test PDFs without their stored noise (:func:`case_data`):
         what the generators do when noise does not limit the fit. The
         reference and experimental PDFs, which do not change, are then
+        skipped.
+    count_given : bool
+        Tell CbLDM each test case's true atom count (:func:`evaluate`);
+        not with `library`. The reference and experimental PDFs are then
         skipped.
     shared : path, optional
         ``shared/data`` folder with ``diffpy-reference/`` and
@@ -639,6 +651,11 @@ def run_evaluation(
 
     if not (cbldm or library):
         raise ValueError("nothing to evaluate: cbldm and library both off")
+    if count_given and library:
+        raise ValueError(
+            "count_given: library screening takes no atom count; evaluate "
+            "CbLDM alone (library=False, --no-library)"
+        )
     started = time.perf_counter()
     gens = {}
     if cbldm:
@@ -656,19 +673,27 @@ def run_evaluation(
     echo(
         f"test split: {len(rows)} cases, n = {n}"
         + (", PDFs without their noise" if noiseless else "")
+        + (", true atom count given" if count_given else "")
     )
     records = evaluate(
-        gens, ds, rows, typer=typer, n=n, seed=seed, noiseless=noiseless
+        gens,
+        ds,
+        rows,
+        typer=typer,
+        n=n,
+        seed=seed,
+        noiseless=noiseless,
+        count_given=count_given,
     )
     summary = summarise(records)
     echo_summary(summary, echo)
 
     reference, experimental = [], []
     shared = None if shared is None else Path(shared)
-    if noiseless:
+    if noiseless or count_given:
         echo(
-            "\nnoiseless run: the reference and experimental PDFs "
-            "(unchanged) are skipped"
+            f"\n{'noiseless' if noiseless else 'count-given'} run: the "
+            "reference and experimental PDFs (unchanged) are skipped"
         )
     elif shared is not None and shared.is_dir():
         cases = reference_cases(shared / "diffpy-reference")
@@ -696,6 +721,7 @@ def run_evaluation(
             "library": library,
             "cbldm": cbldm,
             "noiseless": noiseless,
+            "count_given": count_given,
         },
         "weights": gens["cbldm"].name if cbldm else None,
         "weights_data_hash": (

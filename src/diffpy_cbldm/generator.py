@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from diffpy_cbldm.arguments import check_count
+from diffpy_cbldm.arguments import check_count, check_number
 
 __all__ = [
     "CbLDMGenerator",
@@ -98,6 +98,15 @@ latter are rods and plates longer than the model's 30 Å r-range, whose
 median width is 0.18, against 0.05 for particles that fit in it
 (``benchmarks/estimator_quality.py``, docs/benchmarks/model_quality.rst).
 """
+
+
+COUNT_WIDTH = 0.05
+"""Default uncertainty of an atom count given to ``propose(count=...)``,
+as a standard deviation of ln n (about ±5 %): sharp enough that the
+sampled clusters keep to it (with the true count given, the draws of
+the test cases of docs/benchmarks/evaluate.rst stay within a few atoms
+of it), loose enough to let the decoder's own count distribution choose
+among neighbouring counts."""
 
 
 _ESTIMATE_KEYS = (
@@ -385,6 +394,34 @@ def _qdamp(pdf, qdamp):
     return value
 
 
+def _given_count(count, width, max_atoms):
+    """The ``atoms.info`` entries of an atom count given to ``propose``,
+    checked: {"count_given": ..., "count_given_width": ...}, both None
+    when no count is given."""
+    if count is None:
+        if width is not None:
+            raise ValueError(
+                f"count_width={width!r} given without a count; pass "
+                "count= as well"
+            )
+        return {"count_given": None, "count_given_width": None}
+    count = check_number("count", count)
+    if not MIN_ATOMS <= count <= max_atoms:
+        raise ValueError(
+            f"count must be from {MIN_ATOMS} to {max_atoms} atoms (the "
+            f"clusters these weights generate), got {count:g}"
+        )
+    width = (
+        COUNT_WIDTH if width is None else check_number("count_width", width)
+    )
+    if width <= 0:
+        raise ValueError(
+            f"count_width must be > 0 (a standard deviation of ln n), got "
+            f"{width:g}"
+        )
+    return {"count_given": count, "count_given_width": width}
+
+
 def _warn_beyond_range(estimate, max_atoms, pdf):
     """Log when the cluster estimator reads more atoms than the model
     generates: it extrapolates then, and its width means little."""
@@ -575,6 +612,8 @@ class CbLDMGenerator:
         qdamp=None,
         connected=True,
         draws=None,
+        count=None,
+        count_width=None,
         **sampling,
     ):
         """Candidate clusters for a measured PDF, generated as one batch.
@@ -637,6 +676,18 @@ class CbLDMGenerator:
             Default ``DRAWS_PER_CANDIDATE * n``
             (:data:`DRAWS_PER_CANDIDATE`); ``draws=n`` returns every
             sampled cluster.
+        count : float, optional
+            The number of metal atoms the particle is known to have (from
+            its synthesis, mass spectrometry, microscopy): each latent's
+            atom count is then drawn about it instead of about the
+            cluster estimator's reading of the data (the estimator's type
+            still guides the sampler). A PDF whose particle is longer
+            than its r-range does not fix the count
+            (docs/benchmarks/evaluate.rst); outside knowledge does. At
+            most the weights' largest cluster (256 atoms for mmnp-v1).
+        count_width : float, optional
+            Uncertainty of `count` as a standard deviation of ln n
+            (0.05, :data:`COUNT_WIDTH`, about ±5 %, when not given).
         **sampling
             ``base``, ``t1``, ``t2`` of the cbldm sampler.
 
@@ -666,7 +717,9 @@ class CbLDMGenerator:
             the standard deviation of ln n), ``type_estimate`` and
             ``type_estimate_probability`` (its most probable structure
             type and that type's probability), ``count_estimate_qdamp``
-            (the Qdamp it read with, None when unknown); ``rw`` (against
+            (the Qdamp it read with, None when unknown); ``count_given``
+            and ``count_given_width`` (`count` and `count_width`, None
+            when no count was given); ``rw`` (against
             the data, free scale, positions unrefined, at the data's
             displacement ``rw_uiso`` and ``rw_delta2`` in Å², refined
             once per call with the draw that fits best at Uiso 0.005 Å²,
@@ -680,7 +733,10 @@ class CbLDMGenerator:
             n < 1, draws < n, a PDF too short, zero, or with NaN; no
             element; a PDF without a nearest-neighbour peak at 1.8-3.6 Å
             (weights that stretch their input, or `relax`); a bad
-            `qdamp`.
+            `qdamp`; a `count` that is not a number from
+            :data:`MIN_ATOMS` to the weights' largest cluster, or a
+            `count_width` that is not positive (or given without
+            `count`).
         """
         import torch
         from ase import Atoms
@@ -703,6 +759,7 @@ class CbLDMGenerator:
         )
         if type_guidance is None:
             type_guidance = TYPE_GUIDANCE
+        given = _given_count(count, count_width, self.conventions.max_atoms)
         pdf = as_pdf_data(data)
         qdamp = _qdamp(pdf, qdamp)
         # The draws are screened with the Qdamp given, as refined.
@@ -752,7 +809,15 @@ class CbLDMGenerator:
                     "sampler or more steps"
                 )
             prior = None
-            if estimate:
+            if given["count_given"] is not None:
+                # The given count in place of the estimator's reading.
+                mean = float(np.log(given["count_given"]))
+                logvar = float(2 * np.log(given["count_given_width"]))
+                prior = (
+                    torch.full((len(latents),), mean, device=latents.device),
+                    torch.full((len(latents),), logvar, device=latents.device),
+                )
+            elif estimate:
                 _warn_beyond_range(estimate, self.conventions.max_atoms, pdf)
                 _warn_uncertain_count(
                     estimate, self.conventions.pdf.rmax / stretch, pdf
@@ -848,6 +913,7 @@ class CbLDMGenerator:
                 relaxed=nn,
                 structure_type=types[j] if types else None,
                 **estimate.get("info", dict.fromkeys(_ESTIMATE_KEYS)),
+                **given,
                 relax_steps=record.get("steps"),
                 relax_converged=record.get("converged"),
                 generator=f"CbLDM {self.name}",
@@ -925,6 +991,8 @@ class CbLDMGenerator:
         type_guidance=None,
         connected=True,
         draws=None,
+        count=None,
+        count_width=None,
         progress=True,
         **refine_options,
     ):
@@ -934,7 +1002,7 @@ class CbLDMGenerator:
         ----------
         data, n, seed, sampler, steps, element, relax, type_guidance
             As for :meth:`propose`.
-        connected, draws
+        connected, draws, count, count_width
             As for :meth:`propose`.
         progress : bool
             Show a progress bar over the refinements.
@@ -970,6 +1038,8 @@ class CbLDMGenerator:
             qdamp=refine_options.get("qdamp"),
             connected=connected,
             draws=draws,
+            count=count,
+            count_width=count_width,
         )
         return refine_candidates(
             candidates, pdf, progress=progress, **refine_options

@@ -100,6 +100,27 @@ def test_evaluate_runs_both_generators(tiny_weights, tiny_set, tmp_path):
     assert len(result["records"]) == 4
 
 
+def test_evaluate_with_the_true_count_given(
+    tiny_weights, tiny_set, tmp_path, capsys
+):
+    """--count-given hands CbLDM each case's true count: its candidates
+    keep to it; with library screening it is a one-line error."""
+    out = tmp_path / "given.json"
+    options = ["evaluate", "--data", str(tiny_set), "--weights"]
+    options += [str(tiny_weights), "--per-type", "2", "-n", "2"]
+    code = main(options + ["--count-given", "--no-library", "-o", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["args"]["count_given"] is True
+    assert set(result["summary"]) == {"cbldm"}
+    for rec in result["records"]:
+        assert abs(rec["raw_natoms"] - rec["natoms"]) <= 0.1 * rec["natoms"]
+    code = main(options + ["--count-given", "-o", str(tmp_path / "x.json")])
+    assert code == 2
+    assert "library screening takes no atom count" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_solve_pools_library_candidates(
     tiny_weights, tiny_set, measured, tmp_path
 ):
@@ -236,3 +257,36 @@ def test_solve_q_options_reach_the_fits(
     )
     fit = load_pdf(tmp_path / "given" / "rank01.fgr")
     assert (fit.qmin, fit.qmax, fit.qdamp) == (0.7, 25.0, 0.03)
+
+
+def test_solve_count_option(tiny_weights, measured, tmp_path, capsys):
+    """--count reaches propose: every candidate is near it and the run
+    says so; a bad count is a one-line error and writes nothing."""
+    out = tmp_path / "given"
+    weights = ("--weights", str(tiny_weights))
+    code = _solve(
+        measured, tmp_path, out, "-n", "3", "--count", "40", *weights
+    )
+    assert code == 0
+    assert "atom count given: 40 (ln n ± 0.05)" in capsys.readouterr().out
+    with open(out / "summary.csv") as fh:
+        # decoded: the tiny model's atoms merged into others count too
+        counts = [
+            int(row["n_atoms"]) + int(row["merged_atoms"])
+            for row in csv.DictReader(fh)
+        ]
+    assert all(36 <= n <= 44 for n in counts), counts
+    out = tmp_path / "bad"
+    code = _solve(
+        measured,
+        tmp_path,
+        out,
+        "--count",
+        "40",
+        "--count-width",
+        "0",
+        *weights,
+    )
+    assert code == 2
+    assert "count_width must be > 0" in capsys.readouterr().err
+    assert not out.exists()

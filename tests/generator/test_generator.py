@@ -13,6 +13,7 @@ from diffpy_cbldm.conventions import (
     stretch_factor,
 )
 from diffpy_cbldm.generator import (
+    COUNT_WIDTH,
     as_pdf_data,
     candidate_rw,
     data_displacement,
@@ -580,6 +581,50 @@ def test_estimator_readings_are_recorded(generator, measured):
             assert atoms.info[key] == first[key]
 
 
+@pytest.mark.parametrize("count", [30, 45])
+def test_a_given_count_sets_the_candidates_count(generator, measured, count):
+    """The count given replaces the estimator's reading (kept in
+    atoms.info) in each latent's count distribution."""
+    r, g, _ = measured
+    plain = generator.propose((r, g), n=4, seed=0, element="Au")
+    cands = generator.propose((r, g), n=4, seed=0, element="Au", count=count)
+    for atoms in cands:
+        # decoded, before close atoms are merged (the tiny model has some)
+        decoded = len(atoms) + atoms.info["merged_atoms"]
+        assert abs(decoded - count) <= 0.1 * count, decoded
+        assert atoms.info["count_given"] == count
+        assert atoms.info["count_given_width"] == COUNT_WIDTH
+        assert atoms.info["count_estimate"] == plain[0].info["count_estimate"]
+    assert plain[0].info["count_given"] is None
+    assert plain[0].info["count_given_width"] is None
+    # A wide uncertainty leaves the decoder more say.
+    wide = generator.propose(
+        (r, g), n=4, seed=0, element="Au", count=count, count_width=2.0
+    )
+    assert wide[0].info["count_given_width"] == 2.0
+
+
+@pytest.mark.parametrize(
+    "count, width, match",
+    [
+        (0, None, "count must be from 5 to"),
+        (10_000, None, "count must be from 5 to"),
+        (float("nan"), None, "count must be a finite number"),
+        ("many", None, "count must be a number, got 'many'"),
+        (True, None, "count must be a finite number"),
+        (30, 0.0, "count_width must be > 0"),
+        (30, -0.1, "count_width must be > 0"),
+        (None, 0.05, "count_width=0.05 given without a count"),
+    ],
+)
+def test_a_bad_count_is_refused(generator, measured, count, width, match):
+    r, g, _ = measured
+    with pytest.raises(ValueError, match=match):
+        generator.propose(
+            (r, g), n=1, element="Au", count=count, count_width=width
+        )
+
+
 def test_type_guidance_is_one_argument_away(generator, measured):
     r, g, _ = measured
     free = generator.propose(
@@ -621,6 +666,8 @@ def test_weights_without_an_estimator_still_work(
     assert len(cands) == 2
     assert cands[0].info["count_estimate"] is None
     assert cands[0].info["type_estimate"] is None
+    given = gen.propose((r, g), n=2, seed=0, element="Au", count=30)
+    assert all(abs(len(a) + a.info["merged_atoms"] - 30) <= 3 for a in given)
     with pytest.raises(ValueError, match="type_guidance must be a finite"):
         gen.propose((r, g), n=1, element="Au", type_guidance=float("inf"))
 

@@ -194,7 +194,8 @@ def _add_solve(sub):
         "--count",
         help="the particle's known number of metal atoms (synthesis, mass "
         "spectrometry, microscopy): candidates are sampled about it instead "
-        "of about the count the cluster estimator reads in the data",
+        "of about the count the cluster estimator reads in the data (and "
+        "--library screens only its clusters within ±2 widths of it)",
     )
     _optional_float(
         p,
@@ -342,7 +343,13 @@ def _run_solve(args):
 
         library = LibraryGenerator(args.library)
         n_library = args.n if args.library_n is None else args.library_n
-        candidates += library.propose(data, n_library, element=args.element)
+        candidates += library.propose(
+            data,
+            n_library,
+            element=args.element,
+            count=args.count,
+            count_width=args.count_width,
+        )
     results = refine_candidates(
         candidates,
         data,

@@ -653,8 +653,9 @@ def run_evaluation(
         raise ValueError("nothing to evaluate: cbldm and library both off")
     if count_given and library:
         raise ValueError(
-            "count_given: library screening takes no atom count; evaluate "
-            "CbLDM alone (library=False, --no-library)"
+            "count_given evaluates CbLDM alone (library=False, "
+            "--no-library): the library of training shapes may hold no "
+            "cluster of a test case's count"
         )
     started = time.perf_counter()
     gens = {}

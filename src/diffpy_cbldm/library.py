@@ -28,6 +28,7 @@ from diffpy_cbldm.arguments import check_count
 from diffpy_cbldm.conventions import Conventions, model_input
 from diffpy_cbldm.generator import (
     _element,
+    _given_count,
     _settings,
     as_pdf_data,
     refine_candidates,
@@ -175,7 +176,17 @@ class LibraryGenerator:
             best_s[better] = s
         return best, best_s
 
-    def propose(self, data, n=10, seed=None, *, element=None, **unused):
+    def propose(
+        self,
+        data,
+        n=10,
+        seed=None,
+        *,
+        element=None,
+        count=None,
+        count_width=None,
+        **unused,
+    ):
         """The `n` best-matching library clusters, best first.
 
         Parameters
@@ -187,6 +198,14 @@ class LibraryGenerator:
             both generators share one call.
         element : str, optional
             Default: the data header's composition.
+        count, count_width : float, optional
+            An atom count known from elsewhere and its uncertainty (a
+            standard deviation of ln n, default 0.05), as for
+            :meth:`CbLDMGenerator.propose
+            <diffpy_cbldm.generator.CbLDMGenerator.propose>`: only library
+            clusters within two widths of it (``count * exp(±2
+            count_width)``, ±10 % by default) are screened, and fewer
+            than `n` are returned when fewer are there.
 
         Returns
         -------
@@ -196,7 +215,16 @@ class LibraryGenerator:
             displacement, as for CbLDM candidates:
             :func:`~diffpy_cbldm.generator.set_raw_rw`), ``screen_rw``
             (the screening value, at Uiso 0.005 Å²), ``structure_type``,
-            ``library_row``, ``generator``.
+            ``library_row``, ``generator``, ``count_given`` and
+            ``count_given_width`` (None when no count was given).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`CbLDMGenerator.propose
+            <diffpy_cbldm.generator.CbLDMGenerator.propose>` for the data,
+            `n`, `element`, `count` and `count_width`; no library cluster
+            within two widths of `count`.
         """
         from ase import Atoms
 
@@ -206,11 +234,24 @@ class LibraryGenerator:
                 f"LibraryGenerator.propose got unexpected keyword(s) "
                 f"{sorted(unused)}"
             )
+        given = _given_count(count, count_width, Conventions().max_atoms)
         pdf = as_pdf_data(data)
         element = _element(pdf, element)
         # The same checks of the data as CbLDM's (r-range, zeros, NaN).
         model_input(pdf.r, pdf.g, Conventions(), source=pdf.name)
         rw, stretch = self.screen(pdf)
+        if given["count_given"] is not None:
+            distance = np.abs(np.log(self.natoms / given["count_given"]))
+            near = distance <= 2 * given["count_given_width"]
+            if not near.any():
+                raise ValueError(
+                    f"no cluster of the {self.name} has "
+                    f"{given['count_given']:g} atoms within "
+                    f"±{2 * given['count_given_width']:g} in ln n "
+                    f"(it holds {self.natoms.min()}-{self.natoms.max()})"
+                )
+            rw = np.where(near, rw, np.inf)
+            n = min(n, int(near.sum()))
         order = np.argsort(rw, kind="stable")[:n]
         candidates = []
         for k in order:
@@ -223,15 +264,28 @@ class LibraryGenerator:
                 library_row=int(self.rows[k]),
                 generator="library",
                 candidate=int(len(candidates)),
+                **given,
             )
             candidates.append(atoms)
         set_raw_rw(candidates, pdf)
         return candidates
 
-    def solve(self, data, n=10, *, element=None, progress=True, **options):
+    def solve(
+        self,
+        data,
+        n=10,
+        *,
+        element=None,
+        count=None,
+        count_width=None,
+        progress=True,
+        **options,
+    ):
         """Propose, refine each candidate, rank by Rw (as
         :meth:`CbLDMGenerator.solve`)."""
-        candidates = self.propose(data, n, element=element)
+        candidates = self.propose(
+            data, n, element=element, count=count, count_width=count_width
+        )
         return refine_candidates(
             candidates, as_pdf_data(data), progress=progress, **options
         )

@@ -104,7 +104,8 @@ def test_evaluate_with_the_true_count_given(
     tiny_weights, tiny_set, tmp_path, capsys
 ):
     """--count-given hands CbLDM each case's true count: its candidates
-    keep to it; with library screening it is a one-line error."""
+    keep to it; with library screening (whose held-out shapes may have no
+    cluster of that count) it is a one-line error."""
     out = tmp_path / "given.json"
     options = ["evaluate", "--data", str(tiny_set), "--weights"]
     options += [str(tiny_weights), "--per-type", "2", "-n", "2"]
@@ -117,7 +118,7 @@ def test_evaluate_with_the_true_count_given(
         assert abs(rec["raw_natoms"] - rec["natoms"]) <= 0.1 * rec["natoms"]
     code = main(options + ["--count-given", "-o", str(tmp_path / "x.json")])
     assert code == 2
-    assert "library screening takes no atom count" in capsys.readouterr().err
+    assert "count_given evaluates CbLDM alone" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
 
 
@@ -290,3 +291,29 @@ def test_solve_count_option(tiny_weights, measured, tmp_path, capsys):
     assert code == 2
     assert "count_width must be > 0" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_solve_count_reaches_the_library(
+    tiny_weights, tiny_set, measured, tmp_path
+):
+    """--count with --library: the pooled library clusters are those
+    within two widths of the count, too."""
+    import numpy as np
+
+    from diffpy_cbldm.library import LibraryGenerator
+
+    count = int(np.median(LibraryGenerator(tiny_set).natoms))
+    out = tmp_path / "pooled"
+    code = _solve(
+        measured,
+        tmp_path,
+        out,
+        *("-n", "2", "--count", str(count), "--library", str(tiny_set)),
+        *("--library-n", "2", "--weights", str(tiny_weights)),
+    )
+    assert code == 0
+    with open(out / "summary.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    library = [int(r["n_atoms"]) for r in rows if r["generator"] == "library"]
+    assert library
+    assert all(abs(np.log(n / count)) <= 0.1 for n in library), library

@@ -75,6 +75,30 @@ def test_screening_finds_a_library_cluster_at_another_nn(small_set, library):
     assert rws == sorted(rws)
 
 
+def test_a_given_count_limits_the_screened_clusters(library):
+    """Told a count, the library screens only clusters within two
+    widths of it in ln n; fewer than n come back when fewer are there."""
+    k = int(np.argmax(library.natoms))
+    x = library.positions[k]
+    data = _measure(Atoms(f"Pt{len(x)}", positions=x))
+    count = int(np.median(library.natoms))
+    near = np.abs(np.log(library.natoms / count)) <= 0.1
+    cands = library.propose(data, n=len(library), count=count)
+    assert len(cands) == near.sum() >= 1
+    for atoms in cands:
+        assert abs(np.log(len(atoms) / count)) <= 0.1
+        assert atoms.info["count_given"] == count
+        assert atoms.info["count_given_width"] == 0.05
+    wide = library.propose(data, n=len(library), count=count, count_width=1)
+    assert len(wide) > len(cands)
+    plain = library.propose(data, n=2)
+    assert plain[0].info["count_given"] is None
+    with pytest.raises(ValueError, match="no cluster of the library"):
+        library.propose(data, n=2, count=256, count_width=0.01)
+    with pytest.raises(ValueError, match="count must be from 5 to 256"):
+        library.propose(data, n=2, count=4)
+
+
 def test_library_solve_refines_and_ranks(library):
     k = int(np.argmax(library.natoms))
     x = library.positions[k] * 1.02

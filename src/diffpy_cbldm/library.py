@@ -239,8 +239,9 @@ class LibraryGenerator:
         element = _element(pdf, element)
         # The same checks of the data as CbLDM's (r-range, zeros, NaN).
         model_input(pdf.r, pdf.g, Conventions(), source=pdf.name)
-        rw, stretch = self.screen(pdf)
+        near = None
         if given["count_given"] is not None:
+            # Checked before the (slow) screening.
             distance = np.abs(np.log(self.natoms / given["count_given"]))
             near = distance <= 2 * given["count_given_width"]
             if not near.any():
@@ -250,8 +251,10 @@ class LibraryGenerator:
                     f"±{2 * given['count_given_width']:g} in ln n "
                     f"(it holds {self.natoms.min()}-{self.natoms.max()})"
                 )
-            rw = np.where(near, rw, np.inf)
             n = min(n, int(near.sum()))
+        rw, stretch = self.screen(pdf)
+        if near is not None:
+            rw = np.where(near, rw, np.inf)
         order = np.argsort(rw, kind="stable")[:n]
         candidates = []
         for k in order:

@@ -808,24 +808,25 @@ class CbLDMGenerator:
                     " sampler returned non-finite latents; try another "
                     "sampler or more steps"
                 )
+            # The count's Gaussian in ln n: the given count in place of
+            # the estimator's reading, else the reading, else none.
             prior = None
             if given["count_given"] is not None:
-                # The given count in place of the estimator's reading.
-                mean = float(np.log(given["count_given"]))
-                logvar = float(2 * np.log(given["count_given_width"]))
-                prior = (
-                    torch.full((len(latents),), mean, device=latents.device),
-                    torch.full((len(latents),), logvar, device=latents.device),
-                )
+                prior = [
+                    torch.tensor(float(value), device=latents.device)
+                    for value in (
+                        np.log(given["count_given"]),
+                        2 * np.log(given["count_given_width"]),
+                    )
+                ]
             elif estimate:
                 _warn_beyond_range(estimate, self.conventions.max_atoms, pdf)
                 _warn_uncertain_count(
                     estimate, self.conventions.pdf.rmax / stretch, pdf
                 )
-                prior = (
-                    estimate["mean"].expand(len(latents)),
-                    estimate["logvar"].expand(len(latents)),
-                )
+                prior = [estimate["mean"], estimate["logvar"]]
+            if prior is not None:
+                prior = tuple(t.expand(len(latents)) for t in prior)
             counts = svae.count_atoms(
                 latents,
                 z_c.expand(len(latents), *z_c.shape[1:]),

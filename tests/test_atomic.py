@@ -33,3 +33,12 @@ def test_missing_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope"):
         with atomic_path(tmp_path / "nope" / "x.txt"):
             pass
+
+
+def test_a_folder_in_the_way_is_named_before_anything_is_written(tmp_path):
+    target = tmp_path / "out.txt"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError, match="out.txt: it is a folder"):
+        with atomic_path(target):
+            pytest.fail("the body ran although the target is a folder")
+    assert list(tmp_path.iterdir()) == [target]

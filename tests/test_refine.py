@@ -303,6 +303,27 @@ def test_header_qdamp_used_and_arguments_override(tmp_path, pt147):
     assert result.recipe.pdf.G.qmax == 20.0
 
 
+@pytest.mark.parametrize("mode, warned", [("xray", False), ("neutron", True)])
+def test_the_datas_radiation_reaches_the_generator(
+    tmp_path, caplog, mode, warned
+):
+    """The engine has X-ray form factors: neutron data of a two-element
+    cluster are fitted, with a warning that says so."""
+    atoms = Icosahedron("Pt", 2)
+    atoms.symbols[:6] = "Ni"
+    r, g = engine_pdf(atoms, 0.005, qmax=QMAX, qdamp=QDAMP)
+    path = write_gr(
+        tmp_path / f"{mode}.gr",
+        PDFData.from_arrays(r, g, metadata={"mode": mode, "qmax": QMAX}),
+    )
+    with caplog.at_level("WARNING", logger="diffpy_cbldm.refine"):
+        result = refine_cluster(atoms, path, stages=[["scale"]], rmax=10.0)
+    stype = {"xray": "X", "neutron": "N"}[mode]
+    assert result.recipe.pdf.profile.meta["stype"] == stype
+    said = [m for m in caplog.messages if "X-ray form factors" in m]
+    assert bool(said) == warned
+
+
 def test_data_as_srfit_profile(pt147):
     from diffpy.srfit.fitbase import Profile
 
@@ -514,13 +535,21 @@ def test_cluster_box_without_uiso_and_bad_margins(pt147):
         cluster_structure(pt147[:0], 10.0)
 
 
-def test_failed_save_leaves_no_file(tmp_path, small_result):
-    blocker = tmp_path / "fit.png"
+@pytest.mark.parametrize("blocked", ["fit.res", "fit.cif", "fit.png"])
+def test_failed_save_leaves_no_file(tmp_path, small_result, blocked):
+    """A folder in the place of the first, a middle or the last file:
+    nothing is written (the files are moved into place one by one)."""
+    old = tmp_path / "fit.xyz"
+    old.write_text("an earlier fit")
+    blocker = tmp_path / blocked
     blocker.mkdir()
-    (blocker / "keep").write_text("a folder where the figure should go")
-    with pytest.raises(OSError):
+    (blocker / "keep").write_text("a folder where a file should go")
+    with pytest.raises(IsADirectoryError, match=f"{blocked}: it is a folder"):
         small_result.save(tmp_path, "fit")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [blocked, "fit.xyz"]
+    )
+    assert old.read_text() == "an earlier fit"
 
 
 def test_failed_plot_leaves_no_file(tmp_path, small_result):

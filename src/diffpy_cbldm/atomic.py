@@ -20,7 +20,7 @@ def atomic_path(path):
     ------
     OSError
         With the destination named, when its folder does not exist or is
-        not writable.
+        not writable, or when it is a folder.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
@@ -30,6 +30,10 @@ def atomic_path(path):
         )
     if not os.access(folder, os.W_OK):
         raise PermissionError(f"cannot write {path}: {folder} is not writable")
+    if path.is_dir():
+        # Checked before anything is written: os.replace would fail only
+        # after the body, when callers may have moved other files already.
+        raise IsADirectoryError(f"cannot write {path}: it is a folder")
     fd, tmp = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=".part", dir=folder
     )

@@ -94,6 +94,8 @@ DEFAULT_STAGES = (("scale",), ("zoomscale",), ("uiso", "delta2"))
 POSITIONS_STAGE = ("positions",)
 
 _PEAK_PARAMETERS = ("scale", "delta1", "delta2", "qdamp", "qbroad")
+# load_pdf's radiation names as srfit's metadata spells them.
+_STYPES = {"xray": "X", "neutron": "N", "electron": "E"}
 
 # least_squares' ftol for every stage but the last; the last uses 1e-8.
 _EARLY_STAGE_FTOL = 1e-4
@@ -1028,9 +1030,12 @@ def refine_cluster(
         np.asarray(pdf.r, dtype=float), np.asarray(pdf.g, dtype=float), dg_obs
     )
     profile.setCalculationRange(lo, hi)
-    # The resolved Q settings travel as profile metadata, so the generator
-    # is configured by its metadata hook, as DiffPy's are.
+    # The resolved Q settings and the radiation travel as profile
+    # metadata, so the generator is configured by its metadata hook, as
+    # DiffPy's are (srfit's reads the radiation as "stype").
     profile.meta.update(q)
+    if pdf.mode is not None:
+        profile.meta["stype"] = _STYPES.get(pdf.mode, pdf.mode)
 
     if backend == "torch":
         gen = DebyeClusterGenerator(

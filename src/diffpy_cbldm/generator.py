@@ -1115,13 +1115,16 @@ class _CollectAntiCorrelated(logging.Filter):
 
 
 def _refine_one(atoms, pdf, refine_options):
-    """refine_cluster, keeping the candidate's generation record."""
+    """refine_cluster, keeping the candidate's generation record.
+
+    The refined cluster's info is the candidate's with this fit's values
+    and Rw set over it; ``raw_rw`` stays the Rw before any refinement
+    when a refined result is refined again."""
     from diffpy_cbldm.refine import refine_cluster
 
     result = refine_cluster(atoms, pdf, **refine_options)
     result.atoms.info.update(
-        {k: v for k, v in atoms.info.items() if k != "rw"},
-        raw_rw=atoms.info.get("rw"),
+        raw_rw=atoms.info.get("raw_rw", atoms.info.get("rw")),
         refined_rw=float(result.rw),
     )
     return result

@@ -285,10 +285,13 @@ class LibraryGenerator:
         **options,
     ):
         """Propose, refine each candidate, rank by Rw (as
-        :meth:`CbLDMGenerator.solve`)."""
+        :meth:`CbLDMGenerator.solve`: the Q settings among `options` go
+        into the data's header first, so that the library is screened
+        with them too)."""
+        from diffpy_cbldm.refine import Q_SETTINGS
+
+        pdf = as_pdf_data(data, **{k: options.get(k) for k in Q_SETTINGS})
         candidates = self.propose(
-            data, n, element=element, count=count, count_width=count_width
+            pdf, n, element=element, count=count, count_width=count_width
         )
-        return refine_candidates(
-            candidates, as_pdf_data(data), progress=progress, **options
-        )
+        return refine_candidates(candidates, pdf, progress=progress, **options)

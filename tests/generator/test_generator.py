@@ -509,6 +509,42 @@ def test_anti_correlated_starts_are_summarised_once(caplog):
     assert any("anti-correlates" in r.getMessage() for r in caplog.records)
 
 
+def test_refining_a_result_again_records_the_new_fit():
+    """A refined result refined again (as the docs suggest for close
+    candidates) carries the second fit's values, not the first's, and
+    keeps the Rw before any refinement as raw_rw."""
+    from diffpy_cbldm.clusters.build import build_cluster
+    from diffpy_cbldm.generator import refine_candidates
+    from diffpy_cbldm.pdf.datafile import PDFData
+    from diffpy_cbldm.pdf.debye import DebyePDFCalculator
+
+    atoms = build_cluster("icosahedral:Au:shells=2")
+    r, g = DebyePDFCalculator(
+        rmin=1.0, rmax=12.0, rstep=0.05, qmax=20, qdamp=0.02
+    )(atoms)
+    data = PDFData.from_arrays(
+        r, g, metadata={"qmax": 20.0, "qdamp": 0.05, "composition": "Au"}
+    )
+    start = atoms.copy()
+    start.positions *= 1.02
+    start.info.update(rw=0.5, candidate=3)
+    (first,) = refine_candidates([start], data, progress=False)
+    (second,) = refine_candidates(
+        [first.atoms],
+        data,
+        progress=False,
+        stages=[["scale", "zoomscale"], ["uiso", "delta2", "qdamp"]],
+    )
+    values = {name: value for name, (value, _) in second.values.items()}
+    assert values["qdamp"] < 0.04  # from the header's 0.05 towards 0.02
+    for name, value in values.items():
+        assert second.atoms.info[name] == value, name
+    assert second.atoms.info["qdamp"] != first.atoms.info.get("qdamp")
+    assert second.atoms.info["rw"] == second.atoms.info["refined_rw"]
+    assert second.atoms.info["raw_rw"] == 0.5
+    assert second.atoms.info["candidate"] == 3
+
+
 def test_match_first_peak_recovers_the_scale_of_an_icosahedron(measured):
     """The median nearest-neighbour distance of a Mackay icosahedron
     lies ~3 % below its first G(r) peak; matching the peaks of model and

@@ -109,6 +109,29 @@ def test_library_solve_refines_and_ranks(library):
     assert results[0].rw < 0.1
 
 
+def test_library_solve_screens_with_the_q_settings_given(library):
+    """Bare r, G arrays with the Q settings given to solve: the library
+    is screened with them (as when the header carries them), not with
+    the defaults."""
+    import warnings
+
+    k = int(np.argmax(library.natoms))
+    x = library.positions[k] * 1.02
+    data = _measure(Atoms(f"Pt{len(x)}", positions=x))
+    q = dict(qmin=data.qmin, qmax=data.qmax, qdamp=data.qdamp)
+    expected = library.propose(data, n=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "the data gives no Qmin"
+        results = library.solve(
+            (data.r, data.g), n=2, element="Pt", progress=False, **q
+        )
+    screened = sorted(r.atoms.info["screen_rw"] for r in results)
+    assert screened == [c.info["screen_rw"] for c in expected]
+    assert {r.atoms.info["library_row"] for r in results} == {
+        c.info["library_row"] for c in expected
+    }
+
+
 def test_library_rejects_bad_input(library):
     r = np.linspace(0.5, 6, 100)
     with pytest.raises(ValueError, match="ends at r = 6"):

@@ -32,6 +32,9 @@ def test_the_bound_is_stated_as_a_number_or_in_words():
         == "draws must be at least n = 3 (best of the draws), got 2"
     )
     assert check_count("draws", 3, least=3) == 3
+    with pytest.raises(ValueError, match="^seed must be at most 9, got 10$"):
+        check_count("seed", 10, least=0, most=9)
+    assert check_count("seed", 9, least=0, most=9) == 9
 
 
 @pytest.mark.parametrize("value", [144, 0.05, np.float32(2.5), "114"])

@@ -637,6 +637,15 @@ def test_bad_q_range(pt147, data_147):
         refine_cluster(pt147, data_147, qmin=5.0, qmax=3.0)
 
 
+@pytest.mark.parametrize(
+    "setting", [dict(qmax=True), dict(qdamp="a lot"), dict(qmin=math.nan)]
+)
+def test_a_q_setting_that_is_not_a_number_is_named(pt147, data_147, setting):
+    ((name, value),) = setting.items()
+    with pytest.raises(ValueError, match=f"^{name} must be a"):
+        refine_cluster(pt147, data_147, **setting)
+
+
 def test_start_uiso_outside_bounds(pt147, data_147):
     with pytest.raises(ValueError, match="Uiso_Pt"):
         refine_cluster(pt147, data_147, uiso=0.5)

@@ -11,7 +11,7 @@ import numpy as np
 __all__ = ["check_count", "check_number"]
 
 
-def check_count(name, value, least=1, bound=None):
+def check_count(name, value, least=1, bound=None, most=None):
     """`value` as an int, or a ValueError that names it.
 
     Parameters
@@ -25,6 +25,8 @@ def check_count(name, value, least=1, bound=None):
     bound : str, optional
         How the message states `least`, e.g. ``"n = 3 (the candidates
         are the best of the draws)"``; by default the number itself.
+    most : int, optional
+        The largest value allowed.
 
     Returns
     -------
@@ -35,6 +37,8 @@ def check_count(name, value, least=1, bound=None):
     if value < least:
         bound = least if bound is None else bound
         raise ValueError(f"{name} must be at least {bound}, got {value}")
+    if most is not None and value > most:
+        raise ValueError(f"{name} must be at most {most}, got {value}")
     return int(value)
 
 

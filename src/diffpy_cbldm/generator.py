@@ -22,6 +22,7 @@ The generator chains the pieces of the package in the paper's order:
 """
 
 import logging
+import re
 import time
 
 import numpy as np
@@ -198,14 +199,17 @@ def _element(pdf, element):
         if comp is None:
             raise ValueError(
                 f"{pdf.name} does not give the sample composition; pass "
-                "element='Au' (or the metal of your sample)"
+                "element='Au' (--element Au on the command line), or the "
+                "metal of your sample"
             )
-        element = "".join(c for c in str(comp) if not c.isdigit()).strip()
+        # One symbol with an optional amount: "Pt", "Au144", "Pt1.0".
+        match = re.fullmatch(r"\s*([A-Z][a-z]?)\s*(\d+\.?\d*)?\s*", str(comp))
+        element = match.group(1) if match else None
         if element not in atomic_numbers:
             raise ValueError(
                 f"{pdf.name}: composition {comp!r} is not a single "
                 "element; CbLDM proposes mono-metallic clusters, pass "
-                "element='...'"
+                "element='...' (--element on the command line)"
             )
     if element not in atomic_numbers or element == "X":
         raise ValueError(f"unknown element {element!r}")
@@ -402,7 +406,7 @@ def _given_count(count, width, max_atoms):
         if width is not None:
             raise ValueError(
                 f"count_width={width!r} given without a count; pass "
-                "count= as well"
+                "count= as well (--count with --count-width)"
             )
         return {"count_given": None, "count_given_width": None}
     count = check_number("count", count)
@@ -757,6 +761,9 @@ class CbLDMGenerator:
             least=n,
             bound=f"n = {n} (the candidates are the best of the draws)",
         )
+        if seed is not None:
+            # torch's generators take 64-bit seeds.
+            seed = check_count("seed", seed, least=0, most=2**64 - 1)
         if type_guidance is None:
             type_guidance = TYPE_GUIDANCE
         given = _given_count(count, count_width, self.conventions.max_atoms)
@@ -779,9 +786,7 @@ class CbLDMGenerator:
         started = time.perf_counter()
         generator = None
         if seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(
-                int(seed)
-            )
+            generator = torch.Generator(device=self.device).manual_seed(seed)
         dtype = next(self.modules["denoiser"].parameters()).dtype
         g = torch.as_tensor(x, dtype=dtype, device=self.device)[None]
         svae = self.modules["structure_vae"]

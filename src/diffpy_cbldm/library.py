@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from diffpy_cbldm.arguments import check_count
+from diffpy_cbldm.arguments import check_count, check_number
 from diffpy_cbldm.conventions import Conventions, model_input
 from diffpy_cbldm.generator import (
     _element,
@@ -64,6 +64,16 @@ class LibraryGenerator:
         from diffpy_cbldm.dataset.store import open_dataset
         from diffpy_cbldm.evaluation import nearest_neighbour_distance
 
+        nn_steps = check_count("nn_steps", nn_steps)
+        try:
+            lo, hi = (check_number("nn_range", value) for value in nn_range)
+        except (TypeError, ValueError):
+            lo = hi = None
+        if lo is None or not 0 < lo <= hi:
+            raise ValueError(
+                "nn_range must be two distances 0 < low <= high in Å, got "
+                f"{nn_range!r}"
+            )
         with open_dataset(dataset) as ds:
             rows = ds.split_indices(split)
             shape_index = ds.array("shape_index")[rows]
@@ -81,7 +91,7 @@ class LibraryGenerator:
         self.dataset = str(dataset)
         self.split = split
         self.name = f"library {split} of {dataset}"
-        self.stretch = np.linspace(*nn_range, nn_steps) / self.NN
+        self.stretch = np.linspace(lo, hi, nn_steps) / self.NN
         self._cache = {}  # Q settings -> (r, float32 PDFs), a few at most
 
     def __len__(self):

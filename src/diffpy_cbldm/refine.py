@@ -31,6 +31,7 @@ from diffpy.srfit.fitbase import (
     ProfileGenerator,
 )
 
+from diffpy_cbldm.arguments import check_number
 from diffpy_cbldm.atomic import atomic_path
 from diffpy_cbldm.pdf.datafile import PDFData
 from diffpy_cbldm.pdf.rw import best_scale, rw
@@ -436,7 +437,8 @@ def _resolve_settings(pdf, given=None):
     for name in Q_SETTINGS:
         header = getattr(pdf, name, None)
         if given.get(name) is not None:
-            values[name], sources[name] = float(given[name]), "argument"
+            values[name] = check_number(name, given[name])
+            sources[name] = "argument"
             if header is not None and not np.isclose(header, given[name]):
                 logger.warning(
                     "%s=%g given overrides %s=%g in the header of %s",

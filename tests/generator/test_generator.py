@@ -336,6 +336,33 @@ def test_element_comes_from_the_file_header(generator, measured, tmp_path):
     assert set(cands[0].get_chemical_symbols()) == {"Pt"}
 
 
+@pytest.mark.parametrize(
+    "composition, element",
+    [("Pt", "Pt"), ("Au144", "Au"), ("Pt1.0", "Pt"), (" Ni 0.5 ", "Ni")],
+)
+def test_a_one_element_composition_names_the_metal(composition, element):
+    from diffpy_cbldm.generator import _element
+
+    r = np.linspace(0.5, 30, 100)
+    pdf = PDFData.from_arrays(
+        r, np.sin(r), metadata={"composition": composition}
+    )
+    assert _element(pdf, None) == element
+
+
+@pytest.mark.parametrize("composition", ["PtNi", "Au144S60", "Pt2Ni", "Qq"])
+def test_a_composition_of_several_elements_is_refused(composition):
+    from diffpy_cbldm.generator import _element
+
+    r = np.linspace(0.5, 30, 100)
+    pdf = PDFData.from_arrays(
+        r, np.sin(r), metadata={"composition": composition}
+    )
+    with pytest.raises(ValueError, match="not a single element.*--element"):
+        _element(pdf, None)
+    assert _element(pdf, "Pd") == "Pd"
+
+
 # -- solving -----------------------------------------------------------------
 
 
@@ -364,6 +391,21 @@ def test_n_must_be_a_positive_integer(generator, measured, n):
     r, g, _ = measured
     with pytest.raises(ValueError, match="n must be"):
         generator.propose((r, g), n=n, element="Au")
+
+
+@pytest.mark.parametrize(
+    "seed, match",
+    [
+        (1.5, "seed must be an integer, got 1.5"),
+        (True, "seed must be an integer"),
+        (-1, "seed must be at least 0"),
+        (2**64, "seed must be at most 18446744073709551615"),
+    ],
+)
+def test_a_bad_seed_is_named(generator, measured, seed, match):
+    r, g, _ = measured
+    with pytest.raises(ValueError, match=match):
+        generator.propose((r, g), n=1, element="Au", seed=seed)
 
 
 def test_short_zero_and_nan_pdfs(generator):

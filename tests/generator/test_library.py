@@ -132,6 +132,22 @@ def test_library_solve_screens_with_the_q_settings_given(library):
     }
 
 
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (dict(nn_steps=0), "nn_steps must be at least 1"),
+        (dict(nn_steps=2.5), "nn_steps must be an integer"),
+        (dict(nn_range=(3.1, 2.2)), "nn_range must be two distances"),
+        (dict(nn_range=(0, 2.2)), "nn_range must be two distances"),
+        (dict(nn_range=(2.2,)), "nn_range must be two distances"),
+        (dict(nn_range=("a", 3)), "nn_range must be two distances"),
+    ],
+)
+def test_library_settings_are_checked(small_set, options, match):
+    with pytest.raises(ValueError, match=match):
+        LibraryGenerator(small_set, **options)
+
+
 def test_library_rejects_bad_input(library):
     r = np.linspace(0.5, 6, 100)
     with pytest.raises(ValueError, match="ends at r = 6"):

@@ -6,8 +6,12 @@ no physics lives here. Errors in the user's input are reported in one line
 """
 
 import argparse
+import contextlib
 import logging
+import os
+import re
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -89,6 +93,7 @@ def _add_refine(sub):
 def _run_refine(args):
     from diffpy_cbldm.refine import refine_cluster
 
+    outdir = _output_folder(args.outdir)
     atoms = read_structure(args.structure)
     options = {
         name: getattr(args, name)
@@ -102,7 +107,6 @@ def _run_refine(args):
         backend=args.backend,
         **options,
     )
-    outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     paths = result.save(outdir, Path(args.data).stem)
     print(result.summary())
@@ -276,7 +280,6 @@ def _run_solve(args):
     import io
 
     from diffpy_cbldm.arguments import check_count
-    from diffpy_cbldm.atomic import atomic_path
     from diffpy_cbldm.clusters.bonds import connected_parts
     from diffpy_cbldm.generator import (
         CbLDMGenerator,
@@ -293,6 +296,8 @@ def _run_solve(args):
     }
     if args.library_n is not None:
         check_count("--library-n", args.library_n)
+    check_count("--top", args.top)
+    outdir = _output_folder(args.outdir)
     gen = CbLDMGenerator.from_pretrained(args.weights)
     data = as_pdf_data(
         args.data, **{name: getattr(args, name) for name in Q_SETTINGS}
@@ -357,12 +362,9 @@ def _run_solve(args):
         progress=not args.no_progress,
         **options,
     )
-    outdir = Path(args.outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    rows, written = [], []
+    rows = []
     for rank, result in enumerate(results, 1):
         stem = f"rank{rank:02d}"
-        written += result.save(outdir, stem)
         info = result.atoms.info
         rows.append(
             {
@@ -384,13 +386,18 @@ def _run_solve(args):
                 "xyz": f"{stem}.xyz",
             }
         )
-    plot_ranked_fits(results, outdir / "best_fits.png", top=args.top)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=SUMMARY_FIELDS)
     writer.writeheader()
     writer.writerows(rows)
-    with atomic_path(outdir / "summary.csv") as tmp:
-        tmp.write_text(text.getvalue())
+
+    def write(folder):
+        for rank, result in enumerate(results, 1):
+            result.save(folder, f"rank{rank:02d}")
+        plot_ranked_fits(results, folder / "best_fits.png", top=args.top)
+        (folder / "summary.csv").write_text(text.getvalue())
+
+    written, removed = _write_run(outdir, write)
     print(f"{args.data}: {len(results)} candidates, weights {gen.name}")
     print(_fit_settings(results[0].settings))
     print(
@@ -403,7 +410,82 @@ def _run_solve(args):
             f"{row['n_atoms']:>6} {row['zoomscale']:>7} {row['formula']:<10} "
             f"{row['generator']}"
         )
-    print(f"wrote {len(written) + 2} files to {outdir}")
+    print(f"wrote {len(written)} files to {outdir}")
+    if removed:
+        print(
+            f"removed {len(removed)} files of an earlier run that this one "
+            f"did not replace: {_name_range(removed)}"
+        )
+
+
+# The files of one candidate that `cbldm solve` writes; those of an
+# earlier run into the same folder that the new run does not replace
+# would mix with its summary.
+RANK_FILE = re.compile(r"rank\d+\.(?:res|fgr|xyz|cif|png)")
+
+
+def _output_folder(path):
+    """`path` as a Path, refused before any work when it cannot become
+    an output folder (a file, or below one, or not writable)."""
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise NotADirectoryError(
+                    f"cannot write into {path}: {folder} is a file"
+                )
+            if not os.access(folder, os.W_OK):
+                raise PermissionError(
+                    f"cannot write into {path}: {folder} is not writable"
+                )
+            break
+    return path
+
+
+def _write_run(outdir, write):
+    """Run ``write(folder)`` on a fresh folder inside `outdir`, then move
+    its files into `outdir` and remove an earlier run's ``rankNN.*``
+    files that were not replaced. On failure nothing is left (and an
+    `outdir` made here is removed again).
+
+    Returns
+    -------
+    written, removed : list of Path
+    """
+    made = not outdir.exists()
+    outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(
+            prefix=".cbldm-", dir=outdir
+        ) as staging:
+            staging = Path(staging)
+            write(staging)
+            names = sorted(p.name for p in staging.iterdir())
+            removed = sorted(
+                p
+                for p in outdir.iterdir()
+                if RANK_FILE.fullmatch(p.name) and p.name not in names
+            )
+            written = []
+            for name in names:
+                os.replace(staging / name, outdir / name)
+                written.append(outdir / name)
+            for path in removed:
+                path.unlink()
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):
+                outdir.rmdir()
+        raise
+    return written, removed
+
+
+def _name_range(paths):
+    """'rank11.* to rank20.*' for the candidates' files."""
+    stems = sorted({p.stem for p in paths})
+    if len(stems) == 1:
+        return f"{stems[0]}.*"
+    return f"{stems[0]}.* to {stems[-1]}.*"
 
 
 def _fit_settings(settings):
@@ -580,6 +662,16 @@ def _log_warning(message, category, filename, lineno, file=None, line=None):
     logging.getLogger("diffpy_cbldm").warning("%s", message)
 
 
+def _message(exc):
+    """An exception's text for one line: the system's own words and the
+    file for an OSError raised by the system (its args are an errno and
+    a text), the message otherwise (a KeyError's without quotes)."""
+    if isinstance(exc, OSError) and exc.strerror is not None:
+        where = exc.filename if exc.filename is not None else ""
+        return f"{where}: {exc.strerror}" if where != "" else exc.strerror
+    return exc.args[0] if exc.args else str(exc)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -593,9 +685,14 @@ def main(argv=None):
             # log line each, like the package's own messages.
             warnings.showwarning = _log_warning
             args.func(args)
-    except (ValueError, OSError, ImportError, KeyError) as exc:
-        message = exc.args[0] if exc.args else exc
-        print(f"cbldm: error: {message}", file=sys.stderr)
+    except (
+        ValueError,
+        OSError,
+        ImportError,
+        KeyError,
+        FloatingPointError,
+    ) as exc:
+        print(f"cbldm: error: {_message(exc)}", file=sys.stderr)
         return 2
     return 0
 

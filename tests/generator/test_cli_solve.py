@@ -6,6 +6,8 @@ import json
 from diffpy_cbldm.cli import main
 from diffpy_cbldm.pdf.datafile import PDFData, write_gr
 
+SUFFIXES = (".xyz", ".cif", ".res", ".fgr", ".png")
+
 
 def _solve(measured, tmp_path, out, *options):
     """Write the measured PDF as a .gr file and run ``cbldm solve`` on it
@@ -41,6 +43,44 @@ def test_solve_writes_ranked_files(tiny_weights, measured, tmp_path, capsys):
     assert 0 < float(rows[0]["raw_uiso"]) <= 0.1
     printed = capsys.readouterr().out
     assert "rank" in printed and rows[0]["rw"] in printed
+    assert "wrote 17 files" in printed
+    # Again into the same folder with fewer candidates: the earlier run's
+    # third candidate goes, a file of the user's stays.
+    (out / "notes.txt").write_text("mine")
+    code = _solve(
+        measured, tmp_path, out, "-n", "2", "--weights", str(tiny_weights)
+    )
+    assert code == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(
+        [f"rank0{k}{s}" for k in (1, 2) for s in SUFFIXES]
+        + ["best_fits.png", "summary.csv", "notes.txt"]
+    )
+    printed = capsys.readouterr().out
+    assert "removed 5 files of an earlier run" in printed
+    assert "rank03.*" in printed
+
+
+def test_solve_checks_its_outputs_before_the_work(
+    tiny_weights, measured, tmp_path, capsys
+):
+    """An output folder that is a file and a --top below 1 are one-line
+    errors before any sampling, and nothing is written."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    for out, options in (
+        (blocker, ()),
+        (blocker / "below", ()),
+        (tmp_path / "out", ("--top", "0")),
+    ):
+        code = _solve(
+            measured, tmp_path, out, "--weights", str(tiny_weights), *options
+        )
+        assert code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("cbldm: error:")
+        assert "afile is a file" in err or "--top must be at least 1" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "au.gr"]
 
 
 def test_solve_reports_bad_input_in_one_line(tiny_weights, tmp_path, capsys):

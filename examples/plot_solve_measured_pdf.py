@@ -36,6 +36,10 @@ for rank, res in enumerate(results, 1):
     print(f"#{rank}: Rw {res.rw:.3f}, {res.atoms.get_chemical_formula()}")
 
 # %%
+# The three best fits, PDFgui-style, drawn in a pyplot figure so that it
+# shows (by itself plot_ranked_fits draws on a private Agg canvas).
+import matplotlib.pyplot as plt  # noqa: E402
+
 from diffpy_cbldm.plotting import plot_ranked_fits  # noqa: E402
 
-plot_ranked_fits(results, "solve_measured_pdf.png", top=3)
+plot_ranked_fits(results, "solve_measured_pdf.png", top=3, fig=plt.figure())

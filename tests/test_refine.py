@@ -492,6 +492,33 @@ def test_single_writers_and_plot(tmp_path, small_result):
     assert ax.get_lines()[0].get_linestyle() == "None"  # open circles
 
 
+def test_ranked_fits_leave_pyplot_and_the_backend_alone(
+    tmp_path, small_result
+):
+    """plot_ranked_fits draws on its own Agg canvas (a figure per call
+    left open in pyplot piled up, and the backend was switched), or in
+    the figure it is given."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from diffpy_cbldm.plotting import plot_ranked_fits
+
+    backend, open_figures = matplotlib.get_backend(), plt.get_fignums()
+    fig = plot_ranked_fits([small_result] * 3, tmp_path / "fits.png", top=2)
+    assert (tmp_path / "fits.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(fig.axes) == 2 and fig.axes[1].get_title().startswith("#2")
+    assert matplotlib.get_backend() == backend
+    assert plt.get_fignums() == open_figures
+    shown = plt.figure()
+    try:
+        assert plot_ranked_fits([small_result], fig=shown) is shown
+        assert len(shown.axes) == 1
+    finally:
+        plt.close(shown)
+    with pytest.raises(ValueError, match="at least one result"):
+        plot_ranked_fits([], top=2)
+
+
 def test_cluster_box_keeps_images_beyond_the_margin(pt147):
     from itertools import product
 

@@ -85,7 +85,7 @@ def plot_pdf_fit(r, gobs, gcalc, *, rw=None, title=None, ax=None):
     return ax
 
 
-def plot_ranked_fits(results, path=None, top=4):
+def plot_ranked_fits(results, path=None, top=4, *, fig=None):
     """The best `top` fits of a ranked solve, one PDFgui-style panel each.
 
     Parameters
@@ -95,6 +95,10 @@ def plot_ranked_fits(results, path=None, top=4):
     path : str or Path, optional
         Also save the figure there (written atomically).
     top : int
+    fig : matplotlib.figure.Figure, optional
+        An empty figure to draw in (e.g. ``plt.figure()`` to show it with
+        pyplot); by default a new Agg figure, which leaves pyplot and the
+        matplotlib backend alone.
 
     Returns
     -------
@@ -102,19 +106,19 @@ def plot_ranked_fits(results, path=None, top=4):
     """
     from pathlib import Path
 
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     from diffpy_cbldm.atomic import atomic_path
 
     shown = list(results)[:top]
     if not shown:
         raise ValueError("plot_ranked_fits needs at least one result")
-    fig, axes = plt.subplots(
-        len(shown), 1, figsize=(7, 3.2 * len(shown)), squeeze=False
-    )
+    if fig is None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure()
+        FigureCanvasAgg(fig)
+    fig.set_size_inches(7, 3.2 * len(shown))
+    axes = fig.subplots(len(shown), 1, squeeze=False)
     for rank, (result, ax) in enumerate(zip(shown, axes[:, 0]), 1):
         plot_pdf_fit(
             result.r,

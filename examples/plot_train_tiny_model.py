@@ -2,7 +2,7 @@
 Train a tiny CbLDM on a tiny training set
 =========================================
 
-The three training stages of ``cbldm train`` on the 79 icosahedral
+The four training stages of ``cbldm train`` on the 79 icosahedral
 clusters of 5-60 atoms (one metal each, two PDFs each), with networks of
 a few thousand parameters and two epochs per stage: the real pipeline at
 toy size, in about half a minute. Real training uses the defaults

@@ -146,3 +146,65 @@ def test_zero_threads_is_refused(tiny_set, tmp_path, capsys):
             ]
         )
     assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+
+
+def _args(tiny_set, out, *extra):
+    return [
+        "--data",
+        str(tiny_set),
+        "--stage",
+        "condition",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
+def test_refused_resume_keeps_the_saved_configuration(
+    tiny_set, tiny_config_file, tmp_path, capsys
+):
+    """``--epochs 2`` on a run of 1 epoch is refused and leaves
+    OUT/config.json as it was, so that the original command resumes."""
+    out = tmp_path / "out"
+    main(
+        _args(
+            tiny_set, out, "--config", str(tiny_config_file), "--epochs", "1"
+        )
+    )
+    saved = (out / "config.json").read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args(tiny_set, out, "--epochs", "2"))
+    assert exit_info.value.code == 2
+    assert "condition.epochs: 1 -> 2" in capsys.readouterr().err
+    assert (out / "config.json").read_bytes() == saved
+    main(_args(tiny_set, out, "--epochs", "1"))
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_diverging_loss_is_a_one_line_error(
+    tiny_set, tiny_config, tmp_path, capsys
+):
+    config = tiny_config.with_stage_settings(
+        ("condition",), lr=1e30, grad_clip=None, warmup_steps=0
+    )
+    path = tmp_path / "diverging.json"
+    path.write_text(json.dumps(config.to_dict()))
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args(tiny_set, tmp_path / "out", "--config", str(path)))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: stage condition: loss" in err
+    assert "lower the learning rate" in err
+    assert "Traceback" not in err
+
+
+def test_output_that_is_a_file_is_a_one_line_error(
+    tiny_set, tiny_config_file, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    out.write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args(tiny_set, out, "--config", str(tiny_config_file)))
+    assert exit_info.value.code == 2
+    assert f"error: output {out} is not a folder" in capsys.readouterr().err

@@ -601,3 +601,89 @@ def test_worker_processes_give_the_same_weights(
     _assert_identical(
         run[0] / "structure" / "last.pt", out / "structure" / "last.pt"
     )
+
+
+# -- refused runs leave the output folder alone --------------------------
+
+
+def _snapshot(folder):
+    """Every file under `folder` (relative path -> bytes)."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.parametrize(
+    "stage, changed",
+    [
+        ("condition", "condition"),
+        ("all", "diffusion"),
+        ("diffusion", "diffusion"),
+    ],
+)
+def test_refused_resume_leaves_the_folder_as_it_was(
+    stage, changed, run, tiny_set, tiny_config, tmp_path
+):
+    """A resume refused for other settings writes nothing, config.json
+    included, so that the original command still resumes."""
+    out = tmp_path / "out"
+    _copy_stages(run[0], out, STAGES)
+    shutil.copy(run[0] / "config.json", out / "config.json")
+    before = _snapshot(out)
+    config = tiny_config.with_stage_settings((changed,), epochs=3)
+    with pytest.raises(ValueError, match=rf"{changed}\.epochs: 2 -> 3"):
+        train(stage, tiny_set, out, config, progress=False)
+    assert _snapshot(out) == before
+    # The original configuration (OUT/config.json) still resumes: the
+    # stage is finished, nothing is trained again.
+    train(stage, tiny_set, out, progress=False)
+    for name in STAGES:
+        assert (out / name / "last.pt").read_bytes() == before[
+            f"{name}/last.pt"
+        ]
+
+
+def test_resume_on_another_stage_one_writes_nothing(
+    run, tiny_set, tiny_config, tmp_path
+):
+    """The previous stage's weights are compared before config.json is
+    written too, when they will not change in this run."""
+    out = tmp_path / "out"
+    _copy_stages(run[0], out, ("condition", "structure"))
+    config = tiny_config.with_stage_settings(("condition",), seed=5)
+    train("condition", tiny_set, out, config, resume=False, progress=False)
+    before = _snapshot(out)
+    other = config.with_stage_settings(("structure",), seed=7)
+    with pytest.raises(ValueError, match="weights of the previous stage"):
+        train("structure", tiny_set, out, other, progress=False)
+    assert _snapshot(out) == before
+
+
+# -- export against the checkpoints' configuration -----------------------
+
+
+@pytest.mark.parametrize(
+    "key, value", [("beta_schedule", "linear"), ("num_train_timesteps", 500)]
+)
+def test_export_of_other_network_settings_is_refused(
+    key, value, run, tiny_set, tiny_config, tmp_path
+):
+    """config.json edited after training: the export would describe the
+    networks wrongly, so it is refused, naming stage, setting and both
+    values."""
+    import dataclasses
+
+    out = tmp_path / "out"
+    _copy_stages(run[0], out, STAGES)
+    saved = getattr(tiny_config.model, key)
+    model = dataclasses.replace(tiny_config.model, **{key: value})
+    values = tiny_config.replace(model=model).to_dict()
+    (out / "config.json").write_text(json.dumps(values))
+    with pytest.raises(
+        ValueError,
+        match=rf"diffusion: model\.{key}: {saved!r} -> {value!r}",
+    ):
+        train("estimator", tiny_set, out, progress=False)
+    assert not (out / "weights").exists()

@@ -4,8 +4,10 @@ registry (with a throw-away distribution written here)."""
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 import torch
@@ -257,6 +259,19 @@ def test_save_rejects_empty_data_hash(tmp_path, config, modules):
 # --- entry-point registry with a throw-away distribution -----------------
 
 
+def write_distribution(site, name, entry_points):
+    """Write the metadata of an installed distribution `name` (version
+    0.1) with `entry_points` (the text of entry_points.txt) into the
+    folder `site`."""
+    info = site / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n"
+    )
+    (info / "entry_points.txt").write_text(entry_points)
+    return info
+
+
 @pytest.fixture
 def throwaway_distribution(tmp_path, monkeypatch, config, modules):
     """An installed-looking distribution 'tiny-weights' registering
@@ -273,15 +288,12 @@ def throwaway_distribution(tmp_path, monkeypatch, config, modules):
         "    return Path(__file__).parent / 'missing'\n"
     )
     save(package / "tiny_v1", config, modules)
-    info = site / "tiny_weights-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: tiny-weights\nVersion: 0.1\n"
-    )
-    (info / "entry_points.txt").write_text(
+    write_distribution(
+        site,
+        "tiny-weights",
         "[diffpy_cbldm.weights]\n"
         "tiny-v1 = tiny_weights_pkg:tiny\n"
-        "broken-v1 = tiny_weights_pkg:broken\n"
+        "broken-v1 = tiny_weights_pkg:broken\n",
     )
     monkeypatch.syspath_prepend(str(site))
     yield package
@@ -312,3 +324,63 @@ def test_broken_entry_point_is_reported(throwaway_distribution):
 
 def test_without_the_distribution_the_name_is_gone():
     assert "tiny-v1" not in available()
+
+
+def test_malformed_distribution_does_not_hide_the_others(
+    throwaway_distribution, tmp_path, monkeypatch, caplog
+):
+    """An entry_points.txt that does not parse, in any installed
+    distribution, is skipped with a warning naming it."""
+    site = tmp_path / "bad-site"
+    write_distribution(site, "malformed-dist", "[console_scripts]\nfoo\n")
+    monkeypatch.syspath_prepend(str(site))
+    found = available()
+    assert found["tiny-v1"] == throwaway_distribution / "tiny_v1"
+    assert "malformed-dist" in caplog.text
+    load_weights("tiny-v1")
+
+
+def test_first_distribution_of_a_name_wins(
+    throwaway_distribution, tmp_path, monkeypatch, caplog
+):
+    """A second copy of an installed distribution further down sys.path
+    is ignored, as importlib.metadata.entry_points does."""
+    site = tmp_path / "later-site"
+    write_distribution(
+        site, "tiny-weights", "[diffpy_cbldm.weights]\nother-v1 = x:y\n"
+    )
+    monkeypatch.setattr(sys, "path", sys.path + [str(site)])
+    found = available()
+    assert "tiny-v1" in found and "other-v1" not in found
+    assert "registered twice" not in caplog.text
+
+
+def test_registered_name_wins_over_a_folder_of_that_name(
+    throwaway_distribution, config, tmp_path, monkeypatch
+):
+    """A plain name that is registered is the registered set, even with
+    a folder of that name in the working directory; a path-like or a
+    string with a separator is the folder."""
+    work = tmp_path / "work"
+    (work / "tiny-v1").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    loaded_config, _ = load_weights("tiny-v1")
+    assert loaded_config == config
+    assert read_manifest("tiny-v1")["data_hash"] == "sha256:0123abcd"
+    with pytest.raises(WeightsError, match="manifest.json does not exist"):
+        read_manifest(f".{os.sep}tiny-v1")
+    with pytest.raises(WeightsError, match="manifest.json does not exist"):
+        read_manifest(Path("tiny-v1"))
+
+
+def test_unregistered_name_of_a_folder_is_the_folder(
+    saved, config, monkeypatch
+):
+    monkeypatch.chdir(saved.parent)
+    loaded_config, _ = load_weights(saved.name)
+    assert loaded_config == config
+
+
+def test_save_weights_documents_every_module_name():
+    for name in MODULES:
+        assert f"``{name}``" in save_weights.__doc__

@@ -194,7 +194,10 @@ def main(argv=None):
     )
     try:
         path = run_train(args)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, OSError, ImportError, FloatingPointError) as exc:
+        # OSError: a missing file, an --out that is a file
+        # (NotADirectoryError), a full disk; FloatingPointError: a
+        # diverging loss.
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     if main_process:
         print(f"wrote {path}")

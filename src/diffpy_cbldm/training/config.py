@@ -25,7 +25,8 @@ __all__ = [
 ]
 
 STAGES = ("condition", "structure", "diffusion", "estimator")
-"""The three training stages in the order they run (Alg. 1-3)."""
+"""The four training stages in the order they run: Alg. 1-3 of the paper
+and the cluster estimator."""
 
 OPTIMIZERS = ("adamw", "adan")
 PRECISIONS = ("fp32", "bf16")

@@ -32,6 +32,7 @@ __all__ = [
     "LAST",
     "StageTask",
     "WarmupCosine",
+    "check_resume",
     "make_optimizer",
     "run_stage",
 ]
@@ -58,7 +59,8 @@ class StageTask:
     Attributes
     ----------
     name : str
-        The stage: "condition", "structure" or "diffusion".
+        The stage: "condition", "structure", "diffusion" or
+        "estimator".
     net : torch.nn.Module
         The network being trained (on the run's device).
     train_data, val_data : diffpy_cbldm.training.data.PairDataset
@@ -68,7 +70,8 @@ class StageTask:
         dict of tensors on the device.
     kl_weight : float or None
         The full KL weight of a VAE stage (warmed up by
-        :meth:`VAETrainConfig.kl_weight`); None for the denoiser.
+        :meth:`VAETrainConfig.kl_weight`); None for the denoiser and
+        the cluster estimator.
     """
 
     name: str
@@ -230,11 +233,33 @@ def _validate(task, module, cfg, ctx):
     }
 
 
-def _check_meta(state, meta, path):
-    """Refuse to resume a checkpoint of another run."""
+def check_resume(state, meta, path, keys=("data_sha256", "upstream")):
+    """Refuse to resume a checkpoint of another run.
+
+    Parameters
+    ----------
+    state : dict
+        The checkpoint (``last.pt``) to resume.
+    meta : dict
+        What the run would store: ``config`` (the stage's settings, see
+        :func:`~diffpy_cbldm.training.stages.stage_settings`) and the
+        entries named in `keys`.
+    path : pathlib.Path
+        The checkpoint's file, for the message.
+    keys : sequence of str
+        Which of ``data_sha256`` (the training set's content hash) and
+        ``upstream`` (hashes of the previous stages' weights) to compare
+        besides the configuration.
+
+    Raises
+    ------
+    ValueError
+        Naming the first of them that differs, or every setting that
+        differs.
+    """
     import json
 
-    for key in ("data_sha256", "upstream"):
+    for key in keys:
         if state.get(key) != meta.get(key):
             what = {
                 "data_sha256": "training set (content sha256)",
@@ -320,7 +345,7 @@ def run_stage(task, cfg, stage_dir, ctx, meta, *, resume=True, progress=True):
     _seed_everything(cfg.seed, _NOISE_KEY, ctx.rank)
     if resume and last_path.is_file():
         state = load_checkpoint(last_path)
-        _check_meta(state, meta, last_path)
+        check_resume(state, meta, last_path)
         net.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])

@@ -46,7 +46,13 @@ from diffpy_cbldm.training.data import (
     structure_type_codes,
     training_templates,
 )
-from diffpy_cbldm.training.loop import BEST, LAST, StageTask, run_stage
+from diffpy_cbldm.training.loop import (
+    BEST,
+    LAST,
+    StageTask,
+    check_resume,
+    run_stage,
+)
 
 __all__ = [
     "CONFIG_FILE",
@@ -80,6 +86,13 @@ _MODEL_PARTS = {
         "latent_scale",
     ),
     "estimator": ("estimator", "conventions"),
+}
+# The stages whose best weights a stage is trained on (its "upstream").
+_UPSTREAM = {
+    "condition": (),
+    "structure": ("condition",),
+    "diffusion": ("condition", "structure"),
+    "estimator": (),
 }
 _NETWORK = {
     "condition": "condition_vae",
@@ -230,6 +243,56 @@ def _write_config(config, out_dir):
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / CONFIG_FILE) as tmp:
         tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+def _check_resumable(stages, out_dir, config, data_hash):
+    """Refuse, before any file is written, a run that the epoch loop would
+    refuse to resume.
+
+    Each stage of `stages` with a ``last.pt`` is compared with it as
+    :func:`~diffpy_cbldm.training.loop.run_stage` compares it (with
+    :func:`~diffpy_cbldm.training.loop.check_resume`): its settings and
+    the training set, and the weights of the previous stages where they
+    are known now (a previous stage that this run does not train, or
+    that it finds finished). The loop still compares everything.
+
+    Parameters
+    ----------
+    stages : sequence of str
+        The stages this run trains, in order.
+    out_dir : pathlib.Path
+    config : RunConfig
+    data_hash : str
+        The training set's content hash.
+
+    Raises
+    ------
+    ValueError
+        As :func:`~diffpy_cbldm.training.loop.check_resume`.
+    """
+    unchanged = {}  # stage run here -> its best.pt stays as it is
+    for stage in stages:
+        last = out_dir / stage / LAST
+        state = load_checkpoint(last) if last.is_file() else None
+        if state is not None:
+            meta = {
+                "config": stage_settings(config, stage),
+                "data_sha256": data_hash,
+                "upstream": {},
+            }
+            keys = ["data_sha256", "upstream"]
+            for previous in _UPSTREAM[stage]:
+                best = out_dir / previous / BEST
+                if not unchanged.get(previous, True) or not best.is_file():
+                    keys.remove("upstream")
+                    break
+                meta["upstream"][previous] = file_sha256(best)
+            check_resume(state, meta, last, keys)
+        unchanged[stage] = (
+            state is not None
+            and state["epoch"] >= config.stage(stage).epochs
+            and (out_dir / stage / BEST).is_file()
+        )
 
 
 # -- the frozen networks of earlier stages ------------------------------
@@ -536,12 +599,45 @@ def _diffusion_task(config, latents, scale, device):
     )
 
 
+def _check_exported(out_dir, states, config):
+    """The model settings each exported network was trained with (its
+    ``best.pt`` keeps them) must be `config`'s; raise ValueError listing
+    every difference as ``stage: setting: checkpoint -> configuration``.
+
+    ``latent_scale`` is left out: the export takes it from stage 3's
+    checkpoint."""
+    changes = []
+    for stage, state in states.items():
+        saved = dict(state["config"]["model"])
+        wanted = stage_settings(config, stage)["model"]
+        for settings in (saved, wanted):
+            settings.pop("latent_scale", None)
+        changes += [
+            f"{stage}: {change}"
+            for change in config_differences(saved, wanted, prefix="model.")
+        ]
+    if changes:
+        raise ValueError(
+            f"cannot export the weights of {out_dir}: the networks were "
+            "trained with other model settings than the configuration has "
+            f"({'; '.join(changes)}); restore those settings in "
+            f"{out_dir / CONFIG_FILE} or retrain the stages named"
+        )
+
+
 def _export(out_dir, config, data_hash, data_name, nn_peak):
     """Write the best EMA networks with ``save_weights``: stages 1-3,
     and the cluster estimator when stage 4 is done. The latent scale is
     the one stage 3 trained with (its checkpoint keeps it); `nn_peak`
     (Å) is the training PDFs' median nearest-neighbour peak, to which
-    the weights stretch their inputs."""
+    the weights stretch their inputs.
+
+    Raises
+    ------
+    ValueError
+        When a network was trained with other model settings than
+        `config` has (see :func:`_check_exported`).
+    """
     import dataclasses
 
     from diffpy_cbldm.model import build_modules
@@ -554,6 +650,7 @@ def _export(out_dir, config, data_hash, data_name, nn_peak):
     states = {
         stage: load_checkpoint(out_dir / stage / BEST) for stage in stages
     }
+    _check_exported(out_dir, states, config)
     model_config = dataclasses.replace(
         config.model,
         latent_scale=states["diffusion"]["latent_scale"],
@@ -815,7 +912,12 @@ def train(
     ------
     ValueError
         For an unknown stage, a configuration whose conventions differ
-        from the training set's, or a checkpoint of another run.
+        from the training set's, a checkpoint of another run, or an
+        export whose networks were trained with other model settings
+        than `config` has. A stage that cannot be resumed (other
+        settings, training set or previous weights than its ``last.pt``)
+        is refused before any file is written, ``config.json``
+        included.
     FileNotFoundError
         When `data` does not exist, or an earlier stage's weights are
         missing.
@@ -843,10 +945,17 @@ def train(
                 _check_base_weights(
                     stage, base_weights, out_dir, config, data.name
                 )
+            stages = STAGES if stage == "all" else (stage,)
+            if resume:
+                _check_resumable(
+                    stages,
+                    out_dir,
+                    config,
+                    dataset.manifest.get("content_sha256"),
+                )
             if ctx.is_main:
                 _write_config(config, out_dir)
             ctx.barrier()
-            stages = STAGES if stage == "all" else (stage,)
             for name in stages:
                 result = _run(
                     name,

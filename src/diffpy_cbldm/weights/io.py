@@ -28,7 +28,12 @@ import os
 from pathlib import Path
 
 from diffpy_cbldm.atomic import atomic_path
-from diffpy_cbldm.weights.registry import MANIFEST, WeightsError, resolve
+from diffpy_cbldm.weights.registry import (
+    MANIFEST,
+    WeightsError,
+    _registered,
+    resolve,
+)
 
 __all__ = [
     "FORMAT",
@@ -98,7 +103,8 @@ def save_weights(
     config : CbLDMConfig
         The configuration the modules were built from.
     modules : dict of str -> torch.nn.Module
-        Some or all of ``condition_vae``, ``structure_vae``, ``denoiser``.
+        Some or all of ``condition_vae``, ``structure_vae``, ``denoiser``
+        and ``cluster_estimator``.
     metrics : dict
         Measured metrics (JSON values), e.g. validation Rw.
     data_hash : str
@@ -206,16 +212,25 @@ def save_weights(
 
 
 def _weights_directory(name_or_path):
+    """The directory of a weights set named by a name or a path.
+
+    A ``str`` without a path separator that is a registered name is the
+    registered set, even when a folder of that name exists in the
+    working directory. A path-like object, a ``str`` with a separator
+    (``"./mmnp-v1"``, ``"runs/x/weights"``) and an unregistered name
+    that is an existing directory are paths; any other ``str`` is
+    looked up as a name (the error lists the registered ones).
+    """
     if isinstance(name_or_path, os.PathLike):
         path = Path(name_or_path)
     elif isinstance(name_or_path, str):
         path = Path(name_or_path)
-        looks_like_path = (
-            os.sep in name_or_path
-            or (os.altsep and os.altsep in name_or_path)
-            or path.is_dir()
+        separator = os.sep in name_or_path or (
+            os.altsep and os.altsep in name_or_path
         )
-        if not looks_like_path:
+        if not separator and (
+            name_or_path in _registered() or not path.is_dir()
+        ):
             return resolve(name_or_path)
     else:
         raise WeightsError(
@@ -234,6 +249,11 @@ def read_manifest(name_or_path):
     ----------
     name_or_path : str or Path
         A registered name (see :func:`available`) or a weights directory.
+        A ``str`` without a path separator that is registered names the
+        registered set, even when a folder of that name exists in the
+        working directory; a Path, a ``str`` with a separator (e.g.
+        ``"./mmnp-v1"``) or an unregistered name of an existing
+        directory is a directory.
 
     Raises
     ------
@@ -297,6 +317,11 @@ def load_weights(name_or_path):
     ----------
     name_or_path : str or Path
         A registered name (see :func:`available`) or a weights directory.
+        A ``str`` without a path separator that is registered names the
+        registered set, even when a folder of that name exists in the
+        working directory; a Path, a ``str`` with a separator (e.g.
+        ``"./mmnp-v1"``) or an unregistered name of an existing
+        directory is a directory.
 
     Returns
     -------

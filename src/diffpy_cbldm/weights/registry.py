@@ -7,14 +7,18 @@ that gives the directory holding ``manifest.json``::
     mmnp-v1 = "diffpy_cbldm.weights.shipped:mmnp_v1"
 
 The object may be a function returning the directory, or the directory
-itself (a path or an ``importlib.resources`` Traversable). Discovery uses
-:func:`importlib.metadata.entry_points`, so any installed distribution can
-add weights without this package knowing about it.
+itself (a path or an ``importlib.resources`` Traversable). Discovery reads
+the entry points of every installed distribution
+(:func:`importlib.metadata.distributions`), so any of them can add weights
+without this package knowing about it; a distribution whose metadata
+cannot be read is skipped with a logged warning rather than hiding the
+others.
 """
 
 import logging
 import os
-from importlib.metadata import entry_points
+import re
+from importlib.metadata import distributions
 from pathlib import Path
 
 __all__ = ["ENTRY_POINT_GROUP", "MANIFEST", "WeightsError", "available"]
@@ -33,10 +37,45 @@ class WeightsError(ValueError):
     the set, the file and what is wrong."""
 
 
+def _entry_points():
+    """Entry points of the group from every installed distribution.
+
+    As :func:`importlib.metadata.entry_points`, only the first
+    distribution of each (normalised) name on ``sys.path`` counts. A
+    distribution whose metadata or ``entry_points.txt`` cannot be read
+    (one malformed file would make ``entry_points`` raise for every
+    group) is skipped with a logged warning naming it.
+    """
+    seen = set()
+    for dist in distributions():
+        where = getattr(dist, "_path", None)
+        name = None
+        try:
+            name = dist.metadata["Name"]
+            if name:
+                key = re.sub(r"[-_.]+", "-", name).lower()
+                if key in seen:
+                    continue
+                seen.add(key)
+            group = [
+                ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP
+            ]
+        except Exception as err:
+            logger.warning(
+                "cannot read the entry points of distribution %s (%s): "
+                "%r; its weights, if any, are left out",
+                name or "?",
+                where,
+                err,
+            )
+            continue
+        yield from group
+
+
 def _registered():
     """Entry points of the group by name; the first of duplicates wins."""
     found = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in _entry_points():
         if ep.name in found:
             if found[ep.name].value != ep.value:
                 logger.warning(

@@ -1,5 +1,7 @@
 """Reading, checking, resampling and writing measured PDFs."""
 
+import codecs
+import logging
 import os
 import signal
 import sys
@@ -224,6 +226,97 @@ def test_byte_order_mark_is_not_data(tmp_path):
     assert data.r.size == 20 and data.r[0] == 0.0
 
 
+@pytest.mark.parametrize(
+    "encoding, mark",
+    [
+        ("utf-16", b""),  # the codec writes the machine's mark
+        ("utf-16-le", codecs.BOM_UTF16_LE),
+        ("utf-16-be", codecs.BOM_UTF16_BE),
+        ("utf-32", b""),
+    ],
+)
+def test_utf16_file_with_byte_order_mark(tmp_path, encoding, mark):
+    # Windows PowerShell's "Out-File" and ">" write UTF-16 with a BOM.
+    text = "qmin = 1.0\r\nqmax = 20 Å^-1\r\n#### start data\r\n"
+    text += "\r\n".join(data_rows()) + "\r\n"
+    path = tmp_path / "ps.gr"
+    path.write_bytes(mark + text.encode(encoding))
+    data = load_pdf(path)
+    assert (data.qmin, data.qmax, data.r.size) == (1.0, 20.0, 20)
+    expected = load_pdf(write_text(tmp_path, text.replace("\r", "")))
+    np.testing.assert_array_equal(data.g, expected.g)
+
+
+def test_utf16_mark_on_text_that_is_not_utf16(tmp_path):
+    path = tmp_path / "bad.gr"
+    path.write_bytes(codecs.BOM_UTF16_LE + b"\x00\xd8a\x00")
+    with pytest.raises(PDFFileError, match="UTF-16") as excinfo:
+        load_pdf(path)
+    assert str(path) in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    "spelling, mode",
+    [
+        ("xray", "xray"),
+        ("xrays", "xray"),
+        ("x-ray", "xray"),
+        ("X-rays", "xray"),
+        ("X", "xray"),
+        ("neutron", "neutron"),
+        ("Neutrons", "neutron"),
+        ("N", "neutron"),
+        ("electron", "electron"),
+        ("electrons", "electron"),
+        ("E", "electron"),
+    ],
+)
+@pytest.mark.parametrize("key", ["mode", "stype"])
+def test_radiation_spellings(tmp_path, spelling, mode, key):
+    text = f"{key} = {spelling}\n" + "\n".join(data_rows())
+    assert load_pdf(write_text(tmp_path, text)).mode == mode
+
+
+def test_unknown_radiation_is_kept_with_a_warning(tmp_path, caplog):
+    text = "qmax = 25\nmode = synchrotron\n" + "\n".join(data_rows())
+    path = write_text(tmp_path, text)
+    with caplog.at_level(logging.WARNING, "diffpy_cbldm.pdf.datafile"):
+        data = load_pdf(path)
+    assert data.mode == "synchrotron"
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert f"{path}, line 2: mode = 'synchrotron'" in message
+    assert "unknown radiation" in message
+
+
+MANTID = """#Comment: neutron, Qmin=0.910607, Qmax=34.9906, run by someone
+##### start data
+#S 1 - PDF from Mantid 6.10.0.1
+#L r G(r) dr dG(r)
+"""
+
+
+def test_mantid_savepdfgui_comment_line(tmp_path):
+    # Mantid's SavePDFGui writes the radiation and the Q-range in one
+    # "#Comment:" line; srfit's PDFParser reads them too.
+    rows = [f"{0.015 + 0.03 * i:g} {np.sin(i):g} 0 0.01" for i in range(20)]
+    path = write_text(tmp_path, MANTID + "\n".join(rows))
+    data = load_pdf(path)
+    assert data.mode == "neutron"
+    assert (data.qmin, data.qmax) == (0.910607, 34.9906)
+    np.testing.assert_array_equal(data.dg, np.full(20, 0.01))
+    from diffpy.srfit.pdf import PDFParser
+
+    parser = PDFParser()
+    parser.parseFile(str(path))
+    meta = parser.getMetaData()
+    assert (meta["stype"], meta["qmin"], meta["qmax"]) == (
+        "N",
+        0.910607,
+        34.9906,
+    )
+
+
 def test_header_units_are_converted(tmp_path):
     header = (
         "qmax = 280 nm^-1\nqmin = 0.8 Å^-1\nwavelength = 0.01 nm\n"
@@ -247,11 +340,53 @@ def test_unit_of_the_wrong_dimension(tmp_path):
     assert_names(excinfo, path, 1, "qmax = 28 Å")
 
 
-def test_non_numeric_q_value(tmp_path):
-    path = write_text(tmp_path, "x\nqmax = auto\n" + "\n".join(data_rows()))
-    with pytest.raises(PDFFileError) as excinfo:
+@pytest.mark.parametrize("key", ["qmin", "qmax", "qdamp", "qsig", "qbroad"])
+@pytest.mark.parametrize("value", ["auto", ""])
+def test_non_numeric_q_value(tmp_path, key, value):
+    # The Q settings are computed with: not a number is an error.
+    text = f"x\n{key} = {value}\n" + "\n".join(data_rows())
+    path = write_text(tmp_path, text)
+    with pytest.raises(PDFFileError, match="not a number") as excinfo:
         load_pdf(path)
-    assert_names(excinfo, path, 2, "auto")
+    assert_names(excinfo, path, 2, f"{key} = {value}".strip())
+
+
+def test_non_numeric_value_of_an_unused_key_is_kept(tmp_path, caplog):
+    # PDFgetX3 writes "wavelength =" and "backgroundfile =" when they are
+    # not known; a value that is not a number, for a key the package does
+    # not compute with, is kept as text with a warning.
+    header = (
+        "[DEFAULT]\nbackgroundfile =\nwavelength = unknown\n"
+        "temperature = room\nspdiameter = 30 furlongs\nrpoly =\n"
+        "qmin = 1.0\nqmax = 20\n#### start data\n#S 1\n"
+        "#L r($\\AA$)  G($\\AA^{-2}$)\n"
+    )
+    path = write_text(tmp_path, header + "\n".join(data_rows()))
+    with caplog.at_level(logging.WARNING, "diffpy_cbldm.pdf.datafile"):
+        data = load_pdf(path)
+    assert (data.qmin, data.qmax) == (1.0, 20.0)
+    assert data.metadata["wavelength"] == "unknown"
+    assert data.metadata["temperature"] == "room"
+    assert data.metadata["spdiameter"] == "30 furlongs"
+    assert data.metadata["backgroundfile"] == ""
+    assert data.metadata["rpoly"] == ""
+    warnings = [rec.getMessage() for rec in caplog.records]
+    assert len(warnings) == 3  # blank values say nothing: no warning
+    for lineno, text in (
+        (3, "wavelength = 'unknown'"),
+        (4, "temperature = 'room'"),
+        (5, "spdiameter = '30 furlongs'"),
+    ):
+        assert any(
+            f"{path}, line {lineno}: {text}" in message for message in warnings
+        ), warnings
+    # Kept quietly by copies, and written and read back as text.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "diffpy_cbldm.pdf.datafile"):
+        cropped = data.crop(0.5, 1.5)
+    assert cropped.metadata == data.metadata and not caplog.records
+    back = load_pdf(write_gr(tmp_path / "back.gr", data))
+    assert back.metadata == data.metadata
 
 
 def test_r_in_nanometres_is_refused(tmp_path):
@@ -374,22 +509,51 @@ def test_non_finite_value(tmp_path, row, bad):
     assert_names(excinfo, path, 6, bad)
 
 
-def test_negative_dg(tmp_path):
+def assert_dg_ignored(caplog, path, lineno, text):
+    """One warning names the file, the line, the value and says dG is
+    ignored."""
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert record.levelno == logging.WARNING
+    assert f"{path}, line {lineno}" in message
+    assert text in message and "dG is ignored" in message
+
+
+def test_negative_dg_is_ignored_with_a_warning(tmp_path, caplog):
+    # As srfit's PDFParser: dG is used only when every value is positive.
     rows = data_rows(with_dg=True)
     rows[3] = "0.30000000000000004 0.78 -0.01"
     path = write_text(tmp_path, "\n".join(rows))
-    with pytest.raises(PDFFileError, match="not positive") as excinfo:
-        load_pdf(path)
-    assert_names(excinfo, path, 4, "-0.01")
+    with caplog.at_level(logging.WARNING, "diffpy_cbldm.pdf.datafile"):
+        data = load_pdf(path)
+    assert data.dg is None and data.g[3] == 0.78
+    assert_dg_ignored(caplog, path, 4, "dG = -0.01")
 
 
-def test_partly_zero_dg(tmp_path):
+def test_zero_dg_at_r_0_is_ignored_with_a_warning(tmp_path, caplog):
+    # A propagated dG is exactly 0 at r = 0, where G(0) = 0.
     rows = data_rows(with_dg=True)
     rows[0] = "0.0 0.0 0.0"
-    path = write_text(tmp_path, "\n".join(rows))
-    with pytest.raises(PDFFileError, match="not positive") as excinfo:
-        load_pdf(path)
-    assert_names(excinfo, path, 1, "0.0 0.0 0.0")
+    path = write_text(tmp_path, "# r G dG\n" + "\n".join(rows))
+    with caplog.at_level(logging.WARNING, "diffpy_cbldm.pdf.datafile"):
+        data = load_pdf(path)
+    assert data.dg is None and data.r.size == 20
+    assert_dg_ignored(caplog, path, 2, "dG = 0.0")
+    from diffpy.srfit.pdf import PDFParser
+
+    parser = PDFParser()
+    parser.parseFile(str(path))
+    assert parser.getData()[3] is None  # srfit ignores it as well
+
+
+def test_from_arrays_ignores_a_partly_zero_dg(caplog):
+    dg = np.full(20, 0.01)
+    dg[4] = 0.0
+    with caplog.at_level(logging.WARNING, "diffpy_cbldm.pdf.datafile"):
+        data = PDFData.from_arrays(np.arange(20.0), np.ones(20), dg)
+    assert data.dg is None
+    (record,) = caplog.records
+    assert "row 4 (r = 4.0): dG = 0.0" in record.getMessage()
 
 
 def test_negative_r(tmp_path):
@@ -468,6 +632,20 @@ def test_from_arrays_metadata_must_be_numbers_or_text():
         PDFData.from_arrays(
             np.arange(20.0), np.zeros(20), metadata={"hkl": [1, 1, 1]}
         )
+
+
+def test_with_metadata_replaces_under_any_name(caplog):
+    header = {"qmax": 25.0, "qdamp": 0.04, "mode": "xray"}
+    data = PDFData.from_arrays(np.arange(20.0), np.ones(20), metadata=header)
+    with caplog.at_level(logging.WARNING, "diffpy_cbldm.pdf.datafile"):
+        assert data.with_metadata(qmax=22.0).qmax == 22.0
+        assert data.with_metadata(Qmax=22.0).qmax == 22.0
+        assert data.with_metadata(QMAX="22 1/nm").qmax == pytest.approx(2.2)
+        assert data.with_metadata(qsig=0.05).qdamp == 0.05
+        assert data.with_metadata(stype="N").mode == "neutron"
+        assert data.with_metadata(MODE="electrons").mode == "electron"
+    assert not caplog.records  # no "given twice, keeping the first"
+    assert data.metadata == header
 
 
 def test_with_metadata_adds_to_a_copy_as_a_header_would(tmp_path):

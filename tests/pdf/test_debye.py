@@ -468,3 +468,33 @@ def test_calculator_rejects_bad_dtype_and_method():
         DebyePDFCalculator(dtype=torch.float16)
     with pytest.raises(ValueError, match="method must be"):
         DebyePDFCalculator(method="fast")
+
+
+def test_compute_rejects_r_outside_the_calculation_range():
+    # Pairs outside the calculator's range are not summed and the FFT
+    # grid ends there: a calculator for 0-3 Å evaluated to 12 Å was off
+    # by 7-12 in G where |G| is 5-10.
+    atoms = Icosahedron("Au", 2)
+    xyz = torch.as_tensor(atoms.positions)
+    z = torch.as_tensor(atoms.numbers)
+    short = DebyePDFCalculator(rmin=0.0, rmax=3.0, rstep=0.01, qmax=25.0)
+    with pytest.raises(ValueError) as excinfo:
+        short.compute(xyz, z, r=np.arange(0, 12, 0.01))
+    message = str(excinfo.value)
+    assert "r spans 0-11.99 Å" in message
+    assert "rmin=0 to rmax=3 Å" in message
+    high = DebyePDFCalculator(rmin=2.0, rmax=6.0, rstep=0.01, qmax=25.0)
+    with pytest.raises(ValueError, match="r spans 1-5 Å.*rmin=2 to rmax=6"):
+        high.compute(xyz, z, r=[1.0, 5.0])
+    # Within one rstep of the ends is accepted (DiffPy's grid leaves rmax
+    # out; callers set rmax half a step beyond their last point) and
+    # agrees with a calculator of a wider range, up to the linear
+    # interpolation from their different FFT grids.
+    wide = DebyePDFCalculator(rmin=0.0, rmax=8.0, rstep=0.01, qmax=25.0)
+    r = np.linspace(1.995, 6.009, 2000)
+    expected = wide.compute(xyz, z, r=r).numpy()
+    np.testing.assert_allclose(
+        high.compute(xyz, z, r=r).numpy(),
+        expected,
+        atol=2e-3 * np.abs(expected).max(),
+    )

@@ -61,3 +61,20 @@ def test_ripples_below_zero_are_not_a_peak():
     g = -0.2 + 0.05 * np.cos(2 * np.pi * r / 0.4)
     with pytest.raises(ValueError, match="no positive maximum"):
         first_peak(r, g)
+
+
+def test_non_finite_neighbour_of_the_peak_is_an_error():
+    # The parabola through a NaN neighbour gave a NaN position, which
+    # generator.match_first_peak divides by.
+    r = np.arange(0, 5, 0.01)
+    g = np.exp(-((r - 2.8) ** 2) / 0.01)
+    top = int(np.argmax(g))
+    for side in (-1, 1):
+        bad = g.copy()
+        bad[top + side] = np.nan
+        with pytest.raises(ValueError, match="not finite|must be finite"):
+            first_peak(r, bad)
+    # A NaN away from the peak is passed over.
+    bad = g.copy()
+    bad[top + 30] = np.nan
+    assert first_peak(r, bad) == pytest.approx(first_peak(r, g))

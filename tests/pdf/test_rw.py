@@ -44,3 +44,15 @@ def test_bad_weights_and_zero_data():
         rw(g, g, np.ones(4))
     with pytest.raises(ValueError, match="all zeros"):
         rw(np.zeros(5), g)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 0.0, -0.01])
+def test_dg_not_positive_and_finite_is_refused(bad):
+    # NaN <= 0 is False: a NaN dG used to give Rw = nan.
+    gobs = np.sin(np.linspace(1, 10, 50)) + 1
+    dg = np.full_like(gobs, 0.01)
+    dg[7] = bad
+    with pytest.raises(ValueError, match=rf"dG\[7\]={bad!r}"):
+        rw(gobs, 0.9 * gobs, dg)
+    with pytest.raises(ValueError, match="positive and finite"):
+        best_scale(gobs, gobs, dg)

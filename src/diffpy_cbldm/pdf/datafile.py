@@ -3,8 +3,9 @@
 One reader understands the G(r) files DiffPy users have: PDFgetX3
 (``[DEFAULT]`` config header), PDFgetX2/xPDFsuite (``[PDF]`` section),
 PDFgui (observed ``.gr`` and fit ``.fgr``), diffpy.srfit
-(``Profile.savetxt``) and plain 2-4 column text (DeepStruc). The header's
-``key = value`` lines become `PDFData.metadata`; the data block is checked
+(``Profile.savetxt``), Mantid (``SavePDFGui``) and plain 2-4 column text
+(DeepStruc). The header's ``key = value`` lines become
+`PDFData.metadata`; the data block is checked
 row by row, and every problem is reported with the file, the line and the
 offending text, because a fit on a silently damaged grid is worse than no
 fit.
@@ -18,6 +19,7 @@ a last header line made of known column names (``# x ycalc y dy``,
 Units: r in Å, G in Å⁻², Q values in Å⁻¹, lengths in Å, temperature in K.
 """
 
+import codecs
 import logging
 import re
 from dataclasses import dataclass, field
@@ -54,14 +56,17 @@ _ALIASES = {
     "t": "temperature",
     "dscale": "scale",
 }
-_MODES = {
-    "x": "xray",
+# Radiation names (lower case, "-" removed) -> the canonical `mode`. The
+# full words are also recognised alone in a Mantid ``Comment:`` line.
+_RADIATION_WORDS = {
     "xray": "xray",
-    "n": "neutron",
+    "xrays": "xray",
     "neutron": "neutron",
-    "e": "electron",
+    "neutrons": "neutron",
     "electron": "electron",
+    "electrons": "electron",
 }
+_MODES = {"x": "xray", "n": "neutron", "e": "electron", **_RADIATION_WORDS}
 # Keys with a physical dimension: the unit spellings accepted after the
 # number and the factor to the package unit (Å⁻¹, Å, K).
 _INV_LENGTH = {
@@ -93,6 +98,13 @@ _DIMENSIONED = {
     ),
     "temperature": ("K", _TEMPERATURE),
 }
+# The header numbers the package computes with (the Q settings of the
+# calculated PDF): a value that is not a number is an error. Other keys
+# with a dimension are converted when they are numbers and kept as text,
+# with a warning, when they are not.
+_USED_NUMBERS = ("qmin", "qmax", "qdamp", "qbroad")
+# Mantid's SavePDFGui header: "#Comment: neutron, Qmin=0.91, Qmax=34.99".
+_COMMENT = re.compile(r"^comment\s*:\s*(.*)$", re.IGNORECASE)
 # Column labels (lower case, without units, "_" and spaces) -> role.
 _COLUMNS = {
     "r": "r",
@@ -150,13 +162,16 @@ class PDFData:
         G(r) in Å⁻².
     dg : ndarray, shape (n,) or None
         Standard uncertainties of G in Å⁻², all positive; None when the
-        source gives none (an all-zero column counts as none).
+        source gives none (an all-zero column counts as none), and, with
+        a warning, when some of them are zero or negative (as
+        diffpy.srfit's ``PDFParser`` does).
     metadata : dict
         Header values by lower-case key (``qmin``, ``qmax``, ``qdamp``,
         ``qbroad``, ``composition``, ``mode``, ``wavelength``,
         ``temperature`` ... and whatever else the header says). Numbers
         are floats in Å⁻¹ (Q), Å (lengths) and K; ``mode`` is ``'xray'``,
-        ``'neutron'`` or ``'electron'``; the rest are strings.
+        ``'neutron'`` or ``'electron'`` (or, with a warning, the text of a
+        radiation not known); the rest are strings.
     path : Path or None
         The file the data came from.
     """
@@ -171,7 +186,7 @@ class PDFData:
         where = "PDF data" if self.path is None else f"PDF data of {self.path}"
         r, g, dg = (_float_array(a) for a in (self.r, self.g, self.dg))
         try:
-            dg = _check_arrays(r, g, dg)
+            dg, ignored = _check_arrays(r, g, dg)
         except _Invalid as err:
             if err.where is None:
                 raise ValueError(f"{where}: {err.message}") from None
@@ -179,15 +194,18 @@ class PDFData:
                 f"{where}, row {err.where} (r = {float(r[err.where])!r}): "
                 f"{err.message}"
             ) from None
-        try:
-            metadata = _normalise_metadata(
-                (key, value, key)
-                for key, value in dict(self.metadata or {}).items()
+        if ignored is not None:
+            row, value = ignored
+            logger.warning(
+                "%s, row %d (r = %r): %s",
+                where,
+                row,
+                float(r[row]),
+                _dg_ignored_message(value),
             )
-        except _Invalid as err:
-            raise ValueError(
-                f"{where}: metadata {err.where!r}: {err.message}"
-            ) from None
+        # Quiet: the public constructors warn about the metadata they are
+        # given; copies (crop, resample) would repeat those warnings.
+        metadata = _checked_metadata(self.metadata, where)
         for array in (r, g, dg):
             if array is not None:
                 array.setflags(write=False)
@@ -222,7 +240,8 @@ class PDFData:
             Naming the row and value, for the same problems `load_pdf`
             reports, and for arrays of different shapes.
         """
-        return cls(r, g, dg, dict(metadata or {}))
+        metadata = _checked_metadata(metadata, "PDF data", "the data")
+        return cls(r, g, dg, metadata)
 
     @classmethod
     def from_profile(cls, profile):
@@ -256,6 +275,8 @@ class PDFData:
         meta = dict(getattr(profile, "meta", None) or {})
         filename = meta.get("filename")
         path = Path(filename) if isinstance(filename, str) else None
+        name = "the profile" if path is None else str(path)
+        meta = _checked_metadata(meta, f"PDF data of {name}", name)
         return cls(x, y, dy, meta, path)
 
     def with_metadata(self, **values):
@@ -263,15 +284,25 @@ class PDFData:
         Qmax of the Fourier transform a bare two-column file leaves out.
 
         Keys and values are checked and translated as `from_arrays` does
-        (``qsig`` -> ``qdamp`` ...); a value replaces what the header
-        said.
+        (``Qmax`` -> ``qmax``, ``qsig`` -> ``qdamp``, ``stype`` ->
+        ``mode`` ...); a value replaces what the header said under any
+        of its names.
+
+        Raises
+        ------
+        ValueError
+            For a value `from_arrays` refuses (``qmax="high"``).
 
         Examples
         --------
         >>> data = load_pdf("bare.gr").with_metadata(qmin=1.0, qmax=22.0)
+        >>> data.with_metadata(stype="N").mode
+        'neutron'
         """
+        where = "PDF data" if self.path is None else f"PDF data of {self.path}"
+        new = _checked_metadata(values, where, self.name)
         return type(self)(
-            self.r, self.g, self.dg, {**self.metadata, **values}, self.path
+            self.r, self.g, self.dg, {**self.metadata, **new}, self.path
         )
 
     @classmethod
@@ -499,25 +530,59 @@ def load_pdf(path):
     PDFFileError
         For every file that is not a uniform-grid G(r): empty, no data,
         truncated or non-numeric rows, r not strictly increasing or not
-        evenly spaced, negative r, NaN or inf, zero or negative dG in a
-        column that is not all zero, fewer than `MIN_POINTS` rows, units
-        other than Å for r or of the wrong dimension in the header. The
-        message names the file, the line and the offending text.
+        evenly spaced, negative r, NaN or inf, fewer than `MIN_POINTS`
+        rows, units other than Å for r, a Q setting (``qmin``, ``qmax``,
+        ``qdamp``, ``qbroad``) that is not a number or has a unit of the
+        wrong dimension. The message names the file, the line and the
+        offending text.
+
+    Notes
+    -----
+    Problems that do not stop a fit are logged as warnings naming the
+    file and the line: a dG column with zero or negative values is
+    ignored (as diffpy.srfit's ``PDFParser`` ignores it), a header value
+    that is not a number for a key the package does not compute with
+    (``wavelength = unknown``) is kept as text, and an unknown radiation
+    (``mode``) is kept as text. The file is read as UTF-8 (Latin-1 where
+    it is not), or as UTF-16/UTF-32 when it starts with that byte-order
+    mark (Windows PowerShell writes UTF-16).
     """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory, not a PDF file")
     if not path.exists():
         raise FileNotFoundError(f"PDF file {path} does not exist")
-    raw = path.read_bytes()
-    if b"\0" in raw:
-        raise PDFFileError(f"{path}: binary file (NUL bytes), not a G(r) text")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
+    text = _decode(path.read_bytes(), path)
     r, g, dg, metadata = _parse_gr_text(text, path)
     return PDFData(r, g, dg, metadata, path)
+
+
+def _decode(raw, path):
+    """The text of a file's bytes; raises PDFFileError for binary data."""
+    text = None
+    # The UTF-32-LE mark begins with the UTF-16-LE one: test it first.
+    for encoding, marks in (
+        ("UTF-32", (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)),
+        ("UTF-16", (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)),
+    ):
+        if raw.startswith(marks):
+            try:
+                text = raw.decode(encoding)
+            except UnicodeDecodeError as err:
+                raise PDFFileError(
+                    f"{path}: starts with a {encoding} byte-order mark but "
+                    f"is not {encoding} text ({err.reason} at byte "
+                    f"{err.start})"
+                ) from None
+            break
+    if text is None and b"\0" not in raw:
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+    if text is None or "\0" in text:
+        raise PDFFileError(f"{path}: binary file (NUL bytes), not a G(r) text")
+    return text
 
 
 def write_gr(path, data):
@@ -595,7 +660,14 @@ def _float_array(values):
 
 
 def _check_arrays(r, g, dg):
-    """Check a G(r) on a uniform grid; return dg, None if all zero.
+    """Check a G(r) on a uniform grid; return ``(dg, ignored)``.
+
+    dg is None when the column is all zero (no uncertainties) or holds a
+    zero or negative value; in the latter case `ignored` is ``(row,
+    value)`` of the first such value, for the caller's warning, else it
+    is None. This follows diffpy.srfit's ``PDFParser``, which uses dG
+    only when every value is positive (a propagated dG is exactly 0 at
+    r = 0).
 
     Raises `_Invalid` with the offending row index as ``where`` (None
     for problems of the whole array).
@@ -630,15 +702,19 @@ def _check_arrays(r, g, dg):
     _check_uniform(r, steps)
     if dg is not None:
         if np.all(dg == 0):
-            return None
+            return None, None
         if np.any(dg <= 0):
             row = int(np.argmax(dg <= 0))
-            raise _Invalid(
-                f"dG = {float(dg[row])!r} is not positive (a dG column must "
-                "be positive everywhere, or all zero for none)",
-                row,
-            )
-    return dg
+            return None, (row, float(dg[row]))
+    return dg, None
+
+
+def _dg_ignored_message(value):
+    return (
+        f"dG = {value!r} is not positive; dG is ignored and every point "
+        "weighs the same (a dG column is used only when all its values "
+        "are positive, as diffpy.srfit's PDFParser does)"
+    )
 
 
 def _check_uniform(r, steps):
@@ -671,13 +747,41 @@ def _check_uniform(r, steps):
         )
 
 
-def _normalise_metadata(entries):
+def _checked_metadata(metadata, where, name=None):
+    """`_normalise_metadata` of a dict, raising ValueError like the arrays'
+    checks (`where` names the data). Warnings name `name`; None is quiet.
+    """
+    try:
+        return _normalise_metadata(
+            ((key, value, key) for key, value in dict(metadata or {}).items()),
+            name,
+        )
+    except _Invalid as err:
+        raise ValueError(
+            f"{where}: metadata {err.where!r}: {err.message}"
+        ) from None
+
+
+def _location(name, where):
+    """How a warning names an entry: a file's line, or a metadata key."""
+    if isinstance(where, int):
+        return f"{name}, line {where}"
+    return f"{name}, metadata {where!r}"
+
+
+def _normalise_metadata(entries, name=None):
     """Canonical metadata from ``(key, value, where)`` entries.
 
     Keys are lower-cased and translated (`_ALIASES`); numbers become
     floats in package units (`_DIMENSIONED`); ``mode`` becomes
     ``'xray'``/``'neutron'``/``'electron'``. The first value of a key
-    wins. Raises `_Invalid` with the entry's ``where``.
+    wins. Raises `_Invalid` with the entry's ``where`` for a bad key and
+    for a value of `_USED_NUMBERS` that is not a number in a known unit.
+    A value of another key with a dimension that is not such a number,
+    and a radiation not known, are kept as text with a warning naming
+    `name` (a file, or "the data") and ``where`` (a line number or the
+    key given); with `name` None they are kept quietly (the metadata of
+    a `PDFData` already warned about).
 
     Returns
     -------
@@ -693,7 +797,15 @@ def _normalise_metadata(entries):
             )
         key = key.lower()
         key = _ALIASES.get(key, key)
-        value = _metadata_value(key, value, where)
+        value, problem = _metadata_value(key, value, where)
+        if problem is not None and name is not None:
+            logger.warning(
+                "%s: %s = %r: %s",
+                _location(name, where),
+                key,
+                value,
+                problem,
+            )
         if key in metadata:
             if metadata[key] != value:
                 logger.warning(
@@ -702,7 +814,7 @@ def _normalise_metadata(entries):
                     key,
                     metadata[key],
                     value,
-                    where,
+                    where if name is None else _location(name, where),
                 )
             continue
         metadata[key] = value
@@ -710,31 +822,62 @@ def _normalise_metadata(entries):
 
 
 def _metadata_value(key, value, where):
+    """``(value, problem)``: the canonical value of one entry, and why it
+    was kept as text (None when it is fine)."""
     if isinstance(value, bool) or not isinstance(
         value, (str, int, float, np.integer, np.floating)
     ):
         raise _Invalid(f"value {value!r} is neither a number nor text", where)
-    if not isinstance(value, str):
-        value = float(value)
-    elif "\n" in value or "\r" in value:
+    if isinstance(value, str) and ("\n" in value or "\r" in value):
         raise _Invalid(f"value {value!r} spans several lines", where)
-    else:
-        value = _parse_value(key, value.strip(), where)
-    if key == "mode" and isinstance(value, str):
-        words = value.split()
-        word = words[0].lower().replace("-", "") if words else ""
-        value = _MODES.get(word, value.lower())
-    if key in _DIMENSIONED and not isinstance(value, float):
+    if key == "mode":
+        return _mode_value(value)
+    if not isinstance(value, str):
+        return float(value), None
+    text = value.strip()
+    if key not in _DIMENSIONED:
+        return _parse_value(key, text, where), None
+    try:
+        value = _parse_value(key, text, where)
+    except _Invalid as err:
+        if key in _USED_NUMBERS:
+            raise
+        return text, f"{err.message}; kept as text"
+    if isinstance(value, float):
+        return value, None
+    if key in _USED_NUMBERS:
         raise _Invalid(f"{value!r} is not a number", where)
-    return value
+    # A blank value (PDFgetX3 writes "wavelength =" when it is not known)
+    # says nothing: kept as it is, without a warning.
+    if not text:
+        return text, None
+    unit_name = _DIMENSIONED[key][0]
+    return text, f"not a number (in {unit_name}); kept as text"
+
+
+def _mode_value(value):
+    """``(mode, problem)``: the canonical radiation of a header value
+    (``xrays``, ``X-ray``, ``N``, ``stype=X  x-ray scattering`` ...)."""
+    text = str(value).strip()
+    words = text.split()
+    word = words[0].lower().replace("-", "").strip(",;:.") if words else ""
+    mode = _MODES.get(word)
+    if mode is not None:
+        return mode, None
+    known = ", ".join(sorted(set(_MODES.values())))
+    return text.lower(), (
+        f"unknown radiation, kept as text; the package knows {known} "
+        "(also X/N/E and plurals)"
+    )
 
 
 def _parse_value(key, text, where):
     """A header value: float where it is a number, else the text.
 
     For keys with a dimension, a single word after the number is a unit
-    and must be one we know (converted to Å⁻¹, Å or K); several words
-    are a comment, as in PDFgui's ``qmax=0   correction not applied``.
+    and must be one we know (converted to Å⁻¹, Å or K; `_Invalid`
+    otherwise); several words are a comment, as in PDFgui's
+    ``qmax=0   correction not applied``.
     """
     match = _NUMBER.match(text)
     if match is None:
@@ -775,7 +918,7 @@ def _parse_gr_text(text, path):
     if data_start is None:
         last = max(i for i, line in enumerate(lines, 1) if line.strip())
         fail(last, "no data rows follow the header")
-    metadata = _header_metadata(lines[:header_end], fail)
+    metadata = _header_metadata(lines[:header_end], fail, path)
     labels = _column_labels(lines[:data_start], fail)
 
     data_lines = [
@@ -803,7 +946,7 @@ def _parse_gr_text(text, path):
         g = g + table[:, columns.index("gdiff")]
         dg = None
     try:
-        dg = _check_arrays(r, g, dg)
+        dg, ignored = _check_arrays(r, g, dg)
     except _Invalid as err:
         if err.where is None:
             raise PDFFileError(
@@ -811,6 +954,15 @@ def _parse_gr_text(text, path):
                 f"{err.message}"
             ) from None
         fail(data_lines[err.where], err.message)
+    if ignored is not None:
+        row, value = ignored
+        logger.warning(
+            "%s, line %d: %s: %r",
+            path,
+            data_lines[row],
+            _dg_ignored_message(value),
+            lines[data_lines[row] - 1].strip(),
+        )
     if "mode" not in metadata:
         banner = "\n".join(lines[:header_end])
         if re.search(r"PDFgetX", banner):
@@ -851,17 +1003,39 @@ def _is_number(word):
     return True
 
 
-def _header_metadata(header_lines, fail):
+def _header_metadata(header_lines, fail, path):
+    """Metadata of the ``key = value`` lines (with or without ``#``) and
+    of Mantid's ``Comment:`` line: its comma-separated pieces are read as
+    ``key=value`` and a bare radiation word as the ``mode``."""
     entries = []
     for lineno, line in enumerate(header_lines, 1):
         text = line.strip().lstrip("#").strip()
+        comment = _COMMENT.match(text)
+        if comment:
+            entries += _comment_entries(comment.group(1), lineno)
+            continue
         match = _KEY_VALUE.match(text)
         if match and not _SECTION.match(text):
             entries.append((match.group(1), match.group(2), lineno))
     try:
-        return _normalise_metadata(entries)
+        return _normalise_metadata(entries, str(path))
     except _Invalid as err:
         fail(err.where, err.message)
+
+
+def _comment_entries(text, lineno):
+    """Entries of a ``Comment:`` line such as Mantid's SavePDFGui writes,
+    ``neutron, Qmin=0.910607, Qmax=34.9906``; other pieces are free
+    text and are left out."""
+    entries = []
+    for piece in text.split(","):
+        piece = piece.strip()
+        match = _KEY_VALUE.match(piece)
+        if match:
+            entries.append((match.group(1), match.group(2), lineno))
+        elif piece.lower().replace("-", "") in _RADIATION_WORDS:
+            entries.append(("mode", piece, lineno))
+    return entries
 
 
 def _column_labels(header_lines, fail):

@@ -651,7 +651,11 @@ biso : float
             ``settings.biso / (8 pi^2)`` for every atom.
         r : array_like, shape (nr,), optional
             Distances in Å (>= 0) at which to evaluate G, instead of the
-            settings' grid; interpolated from the same FFT grid.
+            settings' grid; interpolated from the same FFT grid. They must
+            lie within the calculator's ``[rmin, rmax]``, give or take one
+            ``rstep``: the pair sum leaves out pairs outside that range
+            (extended by the termination ripples and the widest peak), so
+            G beyond it would be wrong.
 
         Returns
         -------
@@ -663,7 +667,9 @@ biso : float
         ------
         ValueError
             For mismatched shapes, a cluster without atoms, non-finite
-            positions or Uiso, or an element without form factor.
+            positions or Uiso, an element without form factor, or an `r`
+            outside ``[rmin - rstep, rmax + rstep]`` (both ranges are
+            named).
 
         Notes
         -----
@@ -784,6 +790,17 @@ biso : float
         if np.any(bad):
             i = int(np.argmax(bad))
             raise ValueError(f"r[{i}]={float(r[i])!r} must be finite and >= 0")
+        # Pairs outside the extended calculation range are not summed and
+        # the FFT grid ends there: G outside [rmin, rmax] would be wrong.
+        s = self._settings
+        lo, hi = float(r.min()), float(r.max())
+        if lo < s.rmin - s.rstep or hi > s.rmax + s.rstep:
+            raise ValueError(
+                f"r spans {lo:g}-{hi:g} Å, outside the calculator's range "
+                f"rmin={s.rmin:g} to rmax={s.rmax:g} Å (tolerance one "
+                f"rstep, {s.rstep:g} Å); G there would miss pairs: build "
+                "the calculator with rmin and rmax covering r"
+            )
         return r
 
     def _envelope(self, r, device):

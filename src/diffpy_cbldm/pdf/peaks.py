@@ -27,7 +27,10 @@ def first_peak(
     (6) and lies inside the window for neighbour distances below 2.55 Å;
     the fraction keeps noise wiggles on the rising edge out. Its grid
     point is refined by the vertex of the parabola through it and its two
-    neighbours, so the result is not limited to the r-step.
+    neighbours, so the result is not limited to the r-step. Points where
+    G is not finite are passed over when looking for maxima, but the
+    parabola needs both neighbours of the peak: a NaN or inf there is an
+    error, not a NaN position.
 
     Parameters
     ----------
@@ -47,10 +50,10 @@ def first_peak(
     Raises
     ------
     ValueError
-        When the window holds fewer than three points of the grid, or G
+        When the window holds fewer than three points of the grid, G
         has no positive interior maximum in it (a PDF that only rises or
         falls there, or only ripples below zero, has no nearest-neighbour
-        peak to read).
+        peak to read), or G is not finite next to the peak.
     """
     r = np.asarray(r, dtype=float)
     g = np.asarray(g, dtype=float)
@@ -80,6 +83,14 @@ def first_peak(
             f"(highest {top:.3g}); cannot find its nearest-neighbour peak"
         )
     k = inside[local[y[local] >= min_fraction * top][0]]
+    for j in (k - 1, k + 1):
+        if not np.isfinite(g[j]):
+            raise ValueError(
+                f"G(r) = {float(g[j])!r} at r = {r[j]:.4g} Å, next to the "
+                f"nearest-neighbour peak at r = {r[k]:.4g} Å: the peak "
+                "position is read from the parabola through the peak and "
+                "its two neighbours, which must be finite"
+            )
     y0, y1, y2 = g[k - 1], g[k], g[k + 1]
     x0, x1, x2 = r[k - 1], r[k], r[k + 1]
     denom = (x0 - x1) * (x0 - x2) * (x1 - x2)

@@ -21,10 +21,13 @@ def _weights(gobs, dg):
         raise ValueError(
             f"dG has shape {dg.shape} but G has shape {gobs.shape}"
         )
-    if np.any(dg <= 0):
+    # Written so that NaN fails too (NaN > 0 is False).
+    bad = ~(np.isfinite(dg) & (dg > 0))
+    if np.any(bad):
+        i = int(np.argmax(bad.reshape(-1)))
         raise ValueError(
-            "dG must be positive everywhere to weight Rw; got "
-            f"min(dG)={dg.min()!r}"
+            "dG must be positive and finite everywhere to weight Rw; got "
+            f"dG[{i}]={float(dg.reshape(-1)[i])!r}"
         )
     return 1.0 / dg**2
 
@@ -39,12 +42,19 @@ def rw(gobs, gcalc, dg=None):
         Observed and calculated G(r) on the same grid. Leading axes are
         broadcast, so many calculated curves can be scored at once.
     dg : array_like, shape (n,), optional
-        Standard uncertainties of `gobs`; uniform weights when omitted.
+        Standard uncertainties of `gobs`, positive and finite; uniform
+        weights when omitted.
 
     Returns
     -------
     float or ndarray
         Rw, one value per leading index.
+
+    Raises
+    ------
+    ValueError
+        When `dg` has another shape than `gobs`, or a value that is not
+        positive and finite (zero, negative, NaN, inf), naming the first.
     """
     gobs = np.asarray(gobs, dtype=float)
     gcalc = np.asarray(gcalc, dtype=float)

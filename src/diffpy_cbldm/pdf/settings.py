@@ -20,7 +20,9 @@ class PDFSettings:
     ----------
     rmin, rmax, rstep : float
         The r-grid in Å: ``r = rstep * arange(ceil(rmin/rstep),
-        ceil(rmax/rstep))``, as DiffPy builds it (``rmax`` excluded).
+        ceil(rmax/rstep))``, as DiffPy builds it (``rmax`` excluded). It
+        must hold at least one point: settings whose range holds no
+        multiple of `rstep` are refused.
     qmin, qmax : float
         The Q-range of F(Q) in Å⁻¹ that enters the sine transform.
     qdamp : float
@@ -69,6 +71,13 @@ class PDFSettings:
                 f"PDF settings need rmax > rmin, got rmin={self.rmin!r}, "
                 f"rmax={self.rmax!r}"
             )
+        if _grid_steps(self.rmin, self.rmax, self.rstep)[1] == 0:
+            raise ValueError(
+                f"PDF settings rmin={self.rmin!r}, rmax={self.rmax!r}, "
+                f"rstep={self.rstep!r} give an empty r-grid: no multiple "
+                "of rstep lies in [rmin, rmax); widen the range or refine "
+                "the step"
+            )
         if self.qmax <= self.qmin:
             raise ValueError(
                 f"PDF settings need qmax > qmin, got qmin={self.qmin!r}, "
@@ -97,6 +106,12 @@ class PDFSettings:
 def rgrid(rmin, rmax, rstep):
     """DiffPy's r-grid: multiples of `rstep` from `rmin` up to, not
     including, `rmax` (``pdfutils_getRgrid`` in libdiffpy)."""
+    lo, n = _grid_steps(rmin, rmax, rstep)
+    return rstep * np.arange(lo, lo + n, dtype=float)
+
+
+def _grid_steps(rmin, rmax, rstep):
+    """(first multiple of `rstep`, number of points) of `rgrid`."""
     lo = int(np.ceil(rmin / rstep - 1e-9))
     hi = int(np.ceil(rmax / rstep - 1e-9))
-    return rstep * np.arange(lo, hi, dtype=float)
+    return lo, max(hi - lo, 0)

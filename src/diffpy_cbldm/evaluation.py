@@ -768,12 +768,16 @@ def merge_results(results, echo=print):
     results = list(results)
     if not results:
         raise ValueError("no evaluation results to merge")
-    keys = ("data", "per_type", "n", "seed", "noiseless")
+    # The same cases, and CbLDM told the true counts in all or none (a
+    # library run never is: run_evaluation refuses count_given with it).
+    keys = ("data", "per_type", "n", "seed", "noiseless", "count_given")
 
     def cases(res):
-        # Results from before the noiseless option had noisy PDFs.
-        args = dict({"noiseless": False}, **res["args"])
-        return {k: args[k] for k in keys}
+        # Results from before these options had noisy PDFs and no count.
+        args = dict({"noiseless": False, "count_given": False}, **res["args"])
+        return {
+            k: bool(args[k]) if k == "count_given" else args[k] for k in keys
+        }
 
     first = cases(results[0])
     for res in results[1:]:

@@ -213,6 +213,11 @@ def test_evaluations_of_each_generator_merge(tiny_weights, tiny_set):
     assert merged["weights"] == a["weights"]
     with pytest.raises(ValueError, match="different cases"):
         merge_results([a, dict(b, args=dict(b["args"], per_type=3))])
+    # CbLDM told the true counts is not compared with a library run.
+    told = dict(a, args=dict(a["args"], count_given=True))
+    with pytest.raises(ValueError, match="different cases"):
+        merge_results([told, b])
+    assert not merged["args"]["count_given"]
     # Every record carries the Rw of its PDF's noise; a noiseless run
     # gives the same cases without it and does not merge with a noisy one.
     assert all(0 < r["noise_rw"] < 1 for r in a["records"])

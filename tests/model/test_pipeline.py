@@ -3,6 +3,7 @@ output, and whole sampling runs against the exact answer for Gaussian
 latents (where the ideal noise predictor is known in closed form)."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -297,6 +298,17 @@ def test_cbldm_step_budget_is_shared(gaussian_pipe):
         conditions(1), 1, sampler="cbldm", base="dpm", steps=20, t1=400, t2=700
     )
     assert oracle.calls == 20
+    # The fewest: one evaluation to t2, two from t1 to clean (both ends).
+    for steps, t1 in ((3, 600), (6, 50), (2, 0)):
+        oracle.calls = 0
+        pipe.sample_latents(
+            conditions(1), 1, sampler="cbldm", base="dpm", steps=steps, t1=t1
+        )
+        assert oracle.calls == steps, (steps, t1)
+    with pytest.raises(ValueError, match="needs steps >= 3 with t1=600"):
+        pipe.sample_latents(
+            conditions(1), 1, sampler="cbldm", base="dpm", steps=2, t1=600
+        )
 
 
 # --- the whole pipeline and its defaults ---------------------------------
@@ -313,6 +325,30 @@ def test_pipeline_returns_laplacians(pipe):
     )
     assert L.shape == (6, 256, 256)
     assert torch.equal(L, L.transpose(-1, -2))
+
+
+def test_pipeline_counts_atoms_with_the_conditions_prior():
+    """With ``count_prior`` the Laplacians have the atom counts of the
+    latent and the condition's Gaussian together, as propose decodes."""
+    torch.manual_seed(0)
+    base = tiny_config(num_train_timesteps=100)
+    config = replace(base, structure=replace(base.structure, count_prior=True))
+    m = build_modules(config)
+    pipe = CbLDMPipeline(
+        m["condition_vae"], m["structure_vae"], m["denoiser"], config
+    )
+    pdf = torch.rand(2, 3000) * 2 - 1
+    options = dict(sampler="ddim", steps=3)
+    L = pipe(pdf, 4, generator=torch.Generator().manual_seed(0), **options)
+    z_c = pipe.condition_vae.condition(pdf)
+    latents = pipe.sample_latents(
+        z_c, 4, generator=torch.Generator().manual_seed(0), **options
+    )
+    svae = pipe.structure_vae
+    with_prior = svae.count_atoms(latents, z_c.repeat_interleave(4, dim=0))
+    assert not torch.equal(with_prior, svae.count_atoms(latents))
+    assert torch.equal(L, svae.decode(latents, atoms=with_prior))
+    assert not torch.equal(L, svae.decode(latents))
 
 
 def test_defaults_apply(pipe):

@@ -371,13 +371,18 @@ class CbLDMPipeline:
         if steps is None:  # every step of both segments
             n1, n2 = length1, length2
         else:
-            if steps < 2 and length1 > 0:
+            # The second segment runs from t1 to 0, both evaluated: two
+            # evaluations at least when t1 > 0; the first needs one.
+            least2 = min(2, length2)
+            least = least2 + (1 if length1 else 0)
+            if steps < least:
                 raise ValueError(
-                    f"the cbldm sampler needs steps >= 2 when t2 < {top}, "
-                    f"got steps={steps}"
+                    f"the cbldm sampler needs steps >= {least} with t1={t1}"
+                    f", t2={t2} ({kind} starts at step {top}), got "
+                    f"steps={steps}"
                 )
             n1 = round(steps * length1 / (length1 + length2))
-            n1 = min(max(n1, 1 if length1 else 0), steps - 1)
+            n1 = min(max(n1, 1 if length1 else 0), steps - least2)
             n2 = steps - n1
         first = _levels(top, t2, min(n1, length1) + 1)
         second = _levels(t1, 0, min(n2, length2))
@@ -528,4 +533,9 @@ class CbLDMPipeline:
         """
         z_c = self.condition_vae.condition(pdf)
         latents = self.sample_latents(z_c, n_per_condition, **sampling)
-        return self.structure_vae.decode(latents)
+        # The count from the latent and, where the weights have one, the
+        # condition's count prior, as propose decodes it.
+        atoms = self.structure_vae.count_atoms(
+            latents, z_c.repeat_interleave(n_per_condition, dim=0)
+        )
+        return self.structure_vae.decode(latents, atoms=atoms)

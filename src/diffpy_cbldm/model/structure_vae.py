@@ -371,8 +371,11 @@ class StructureVAE(nn.Module):
         ----------
         z : torch.Tensor, shape (B, latent_channels, 16, 16)
         atoms : torch.Tensor of int, shape (B,), optional
-            Number of atoms of each matrix; by default the count head's
-            prediction (:meth:`count_atoms`).
+            Number of atoms of each matrix; by default the latent's own
+            reading, ``count_atoms(z)`` without the condition's count
+            prior (pass ``count_atoms(z, z_c)`` to include it, as
+            ``propose`` and :class:`~diffpy_cbldm.model.CbLDMPipeline`
+            do).
 
         Returns
         -------

@@ -328,7 +328,8 @@ def model_input(r, g, conventions, *, source="the data"):
     ------
     ValueError
         When the data end before :data:`MIN_RMAX`, start beyond the
-        model grid, hold NaN/infinity, or are zero everywhere; with
+        model grid, hold NaN/infinity, have an r that does not increase,
+        or are zero everywhere; with
         ``nn_peak``, when G has no nearest-neighbour peak at 1.8-3.6 Å.
     """
     r = np.asarray(r, dtype=float)
@@ -343,6 +344,13 @@ def model_input(r, g, conventions, *, source="the data"):
         raise ValueError(
             f"{source}: NaN or infinity at point {bad[0]} (r={r[bad[0]]!r}, "
             f"G={g[bad[0]]!r})"
+        )
+    steps = np.flatnonzero(~(np.diff(r) > 0))
+    if len(steps):
+        k = int(steps[0]) + 1
+        raise ValueError(
+            f"{source}: r must increase, but point {k} (r={r[k]!r}) follows "
+            f"r={r[k - 1]!r}"
         )
     if r[-1] < MIN_RMAX:
         raise ValueError(

@@ -631,6 +631,18 @@ def test_element_without_tabulated_nn():
 def test_bad_nn():
     with pytest.raises(ValueError, match="nn must be a positive.*-2.0"):
         build_cluster("icosahedral:Pt:shells=2,nn=-2")
+    # a distance in nm
+    with pytest.raises(ValueError, match="1.5-6 Å, got 0.277"):
+        build_cluster("icosahedral:Pt:shells=2,nn=0.277")
+
+
+@pytest.mark.parametrize(
+    "spec", ["icosahedral:Pt:shells=1", "octahedral:Au:length=1"]
+)
+def test_a_one_atom_cluster_is_refused(spec):
+    field = spec.rsplit(":", 1)[1]
+    with pytest.raises(ValueError, match=f"{field} give 1 atom"):
+        build_cluster(spec)
 
 
 @pytest.mark.parametrize(

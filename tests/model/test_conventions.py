@@ -143,3 +143,17 @@ def test_nn_peak_is_optional_and_round_trips():
 def test_rejects_bad_nn_peak(peak):
     with pytest.raises(ValueError, match="nn_peak"):
         Conventions(nn_peak=peak)
+
+
+@pytest.mark.parametrize(
+    "r, k",
+    [
+        (np.linspace(20.0, 1.0, 200), 1),  # descending
+        (np.r_[np.linspace(1.0, 10.0, 100), np.linspace(5.0, 20.0, 100)], 100),
+    ],
+)
+def test_model_input_refuses_an_r_that_does_not_increase(r, k):
+    from diffpy_cbldm.conventions import model_input
+
+    with pytest.raises(ValueError, match=f"r must increase, but point {k} "):
+        model_input(r, np.sin(3 * r), Conventions(), source="x.gr")

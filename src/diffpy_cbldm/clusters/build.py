@@ -300,6 +300,11 @@ class ClusterShape:
         return atoms
 
 
+#: Nearest-neighbour distances a cluster may be built at, Å: from the
+#: shortest metal bonds (Be 2.2 Å, with room below) to Cs (5.3 Å).
+NN_RANGE = (1.5, 6.0)
+
+
 def _check_element_nn(element, nn):
     from ase.data import chemical_symbols
 
@@ -316,6 +321,12 @@ def _check_element_nn(element, nn):
         raise ValueError(f"nn must be a number in Å, got {nn!r}")
     if not (math.isfinite(nn) and nn > 0):
         raise ValueError(f"nn must be a positive distance in Å, got {nn}")
+    if not NN_RANGE[0] <= nn <= NN_RANGE[1]:
+        # 0.277 for Pt is a distance in nm.
+        raise ValueError(
+            f"nn must be a nearest-neighbour distance of {NN_RANGE[0]:g}-"
+            f"{NN_RANGE[1]:g} Å, got {nn}"
+        )
     return float(nn)
 
 
@@ -1325,6 +1336,13 @@ def parse_spec(spec):
         x = _unit_positions(stype, builder, _params_tuple(params))
     except ValueError as exc:
         raise ValueError(f"spec {spec!r}: {exc}") from None
+    if len(x) < 2:
+        given = ", ".join(f"{k}={v}" for k, v in fields.items())
+        raise ValueError(
+            f"spec {spec!r}: {given or 'the defaults'} give {len(x)} atom; "
+            "a cluster needs at least 2 (a PDF needs pairs): choose a "
+            "larger one"
+        )
     shape = ClusterShape(stype, builder, _params_tuple(params), len(x))
     return shape, element, nn
 

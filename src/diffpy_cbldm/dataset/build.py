@@ -691,23 +691,18 @@ def _compute_chunk(job):
 
 
 def _build_cluster(shape, element, nn, covera):
-    """The cluster of `shape`, hcp ones at c/a `covera` where the cut
-    keeps its atoms; returns (atoms, c/a used or NaN)."""
-    from diffpy_cbldm.clusters.build import IDEAL_COVERA, ClusterShape
+    """The cluster of `shape`, hcp ones at c/a `covera` (the cut's atoms
+    are chosen at the ideal c/a and then stretched, so every cut keeps
+    its atoms); returns (atoms, c/a used or NaN)."""
+    from diffpy_cbldm.clusters.build import ClusterShape
 
     if shape.stype != "hcp":
         return shape.build(element=element, nn=nn), np.nan
     params = dict(shape.params, covera=covera)
-    try:
-        variant = ClusterShape(
-            shape.stype, shape.builder, tuple(params.items()), shape.natoms
-        )
-        return variant.build(element=element, nn=nn), covera
-    except ValueError:
-        # About 1 % of the hcp lattice cuts hold another number of atoms
-        # at that c/a: keep the shape as enumerated.
-        own = dict(shape.params).get("covera", IDEAL_COVERA)
-        return shape.build(element=element, nn=nn), own
+    variant = ClusterShape(
+        shape.stype, shape.builder, tuple(params.items()), shape.natoms
+    )
+    return variant.build(element=element, nn=nn), covera
 
 
 def _assemble_block(plan, parts, c, chunk_size):

@@ -58,7 +58,10 @@ def test_candidates_in_pieces_are_joined_when_that_fits_as_well(
 ):
     """Decoded clusters that fall apart are replaced by one piece of the
     best-scored template sites when its raw Rw is no worse."""
+    from diffpy_cbldm.generator import as_pdf_data, candidate_rw
+
     data = reference_dir / "Decahedron_p_1_q_1_r_1.gr"
+    pdf = as_pdf_data(data, qdamp=0.0)
     # every draw returned, so that both runs return the same latents
     options = dict(n=10, draws=10, seed=0, element="Ta", qdamp=0.0)
     plain = shipped.propose(data, connected=False, **options)
@@ -69,7 +72,17 @@ def test_candidates_in_pieces_are_joined_when_that_fits_as_well(
         assert len(b) == len(a)
         if b.info["joined_sites"] == 0:
             np.testing.assert_allclose(b.positions, a.positions, atol=1e-9)
-            assert b.info["rw"] == pytest.approx(a.info["rw"], rel=1e-9)
+            # Each run refines the data's displacement once, with its
+            # best cluster, which may be a joined one: the same cluster
+            # has the same Rw at the other run's displacement.
+            (again,) = candidate_rw(
+                [b],
+                pdf,
+                uiso=a.info["rw_uiso"],
+                delta2=a.info["rw_delta2"],
+            )
+            assert again == pytest.approx(a.info["rw"], rel=1e-9)
+            assert b.info["rw"] == pytest.approx(a.info["rw"], rel=1e-4)
         else:
             joined += 1
             assert a.info["pieces"] > 1 and b.info["pieces"] == 1

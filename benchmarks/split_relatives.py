@@ -1,0 +1,196 @@
+"""Benchmark: how close the held-out shapes are to training shapes.
+
+The data set's ``split`` holds shapes out (docs/user_dataset.rst,
+"Splits"), but shapes with an incomplete outer shell that share a parent
+cluster (:attr:`ClusterShape.family`: the icosahedral and octahedral
+families extended atom by atom) are drawn one by one, so a held-out
+shape can have a relative one atom away in training. For every val and
+test shape this counts, per structure type, those with a relative of
+their family in the train split, how many atoms apart the nearest one
+is, and the Rw between the two clusters' PDFs (Pt at its NN distance,
+the paper's PDF settings, no noise, free scale): the relative of
+nearest atom count, and the best of the relatives within 3 atoms.
+
+Run from the repository root (a built data set is needed)::
+
+    python benchmarks/split_relatives.py [--data data/mmnp-v1.h5]
+
+Prints a table and writes ``benchmarks/results/split_relatives.json``.
+"""
+
+import argparse
+import json
+import platform
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffpy_cbldm.atomic import atomic_path
+from diffpy_cbldm.clusters.build import (
+    STRUCTURE_TYPES,
+    enumerate_shapes,
+)
+from diffpy_cbldm.dataset.acquisition import PAPER_SETTINGS
+from diffpy_cbldm.dataset.store import open_dataset
+from diffpy_cbldm.pdf.debye import DebyePDFCalculator
+from diffpy_cbldm.pdf.rw import rw_free_scale
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND = "python benchmarks/split_relatives.py"
+SPLITS = ("train", "val", "test")
+NEAR = 3  # atoms: the relatives compared for the best Rw
+
+
+def shape_splits(data):
+    """{shape_id: split name} of a data set (a shape is in one split)."""
+    with open_dataset(data) as ds:
+        ids = ds.array("shape_id")
+        codes = ds.array("split")
+    out = {}
+    for sid, code in zip(ids, codes):
+        sid = sid.decode() if isinstance(sid, bytes) else str(sid)
+        out[sid] = SPLITS[int(code)]
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="data/mmnp-v1.h5")
+    parser.add_argument(
+        "--out", default=str(ROOT / "benchmarks/results/split_relatives.json")
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+
+    split_of = shape_splits(args.data)
+    shapes = {s.shape_id: s for s in enumerate_shapes()}
+    missing = sorted(set(split_of) - set(shapes))
+    if missing:
+        raise SystemExit(
+            f"{len(missing)} shapes of {args.data} are not enumerated "
+            f"(e.g. {missing[0]}): a data set of another version"
+        )
+    families = defaultdict(list)
+    for sid in split_of:
+        families[shapes[sid].family].append(shapes[sid])
+
+    calc = DebyePDFCalculator.from_settings(
+        PAPER_SETTINGS, dtype=torch.float64
+    )
+    cache = {}
+
+    def pdf(shape):
+        if shape.shape_id not in cache:
+            atoms = shape.build("Pt")
+            n = len(atoms)
+            cache[shape.shape_id] = calc.compute(
+                torch.as_tensor(atoms.positions)[None],
+                torch.as_tensor(atoms.numbers)[None],
+                torch.ones(1, n, dtype=torch.bool),
+            )[0].numpy()
+        return cache[shape.shape_id]
+
+    records = []
+    for sid, split in sorted(split_of.items()):
+        if split == "train":
+            continue
+        shape = shapes[sid]
+        train = [
+            s
+            for s in families[shape.family]
+            if split_of[s.shape_id] == "train"
+        ]
+        record = dict(
+            shape_id=sid,
+            split=split,
+            type=shape.stype,
+            natoms=shape.natoms,
+            family=shape.family,
+            train_relatives=len(train),
+        )
+        if train:
+            gaps = [abs(s.natoms - shape.natoms) for s in train]
+            nearest = train[int(np.argmin(gaps))]
+            near = [s for s, gap in zip(train, gaps) if gap <= NEAR]
+            record.update(
+                atoms_apart=int(min(gaps)),
+                nearest=nearest.shape_id,
+                rw_nearest=float(rw_free_scale(pdf(shape), pdf(nearest))[0]),
+                rw_best_near=(
+                    float(
+                        min(rw_free_scale(pdf(shape), pdf(s))[0] for s in near)
+                    )
+                    if near
+                    else None
+                ),
+            )
+        records.append(record)
+
+    summary = {}
+    for split in ("val", "test"):
+        for stype in STRUCTURE_TYPES:
+            group = [
+                r
+                for r in records
+                if r["split"] == split and r["type"] == stype
+            ]
+            related = [r for r in group if r["train_relatives"]]
+            row = dict(shapes=len(group), with_train_relative=len(related))
+            if related:
+                row.update(
+                    one_atom_apart=sum(r["atoms_apart"] <= 1 for r in related),
+                    median_atoms_apart=float(
+                        np.median([r["atoms_apart"] for r in related])
+                    ),
+                    median_rw_nearest=float(
+                        np.median([r["rw_nearest"] for r in related])
+                    ),
+                )
+                best = [
+                    r["rw_best_near"] for r in related if r["rw_best_near"]
+                ]
+                if best:
+                    row["median_rw_best_near"] = float(np.median(best))
+            summary[f"{split}/{stype}"] = row
+
+    header = (
+        f"{'split':<5} {'type':<12} {'shapes':>6} {'related':>7} "
+        f"{'1 apart':>7} {'apart':>5} {'Rw near':>7} {'Rw best':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for key, row in summary.items():
+        split, stype = key.split("/")
+
+        def cell(name, fmt):
+            value = row.get(name)
+            return "--" if value is None else format(value, fmt)
+
+        print(
+            f"{split:<5} {stype:<12} {row['shapes']:>6} "
+            f"{row['with_train_relative']:>7} "
+            f"{cell('one_atom_apart', 'd'):>7} "
+            f"{cell('median_atoms_apart', '.0f'):>5} "
+            f"{cell('median_rw_nearest', '.3f'):>7} "
+            f"{cell('median_rw_best_near', '.3f'):>7}"
+        )
+    result = dict(
+        command=COMMAND,
+        args=vars(args),
+        machine=f"{platform.node()} {platform.processor()}",
+        wall_s=time.perf_counter() - started,
+        summary=summary,
+        records=records,
+    )
+    out = Path(args.out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out} ({result['wall_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -206,6 +206,11 @@ def test_manifest_records_the_conventions(built, arrays):
     assert manifest["laplacian"]["stored"] is False
     assert manifest["ordering_rule"] == ORDERING_RULE
     assert manifest["package_version"] == diffpy_cbldm.__version__
+    import ase
+    import scipy
+
+    assert manifest["ase_version"] == ase.__version__
+    assert manifest["scipy_version"] == scipy.__version__
     assert manifest["seed"] == 42
     assert manifest["acquisition_ranges"] == AcquisitionRanges().to_dict()
     # types in the order of STRUCTURE_TYPES, whatever order was asked for

@@ -440,6 +440,8 @@ def _make_plan(
 
 
 def _manifest(plan, build, seed, ranges, names):
+    import ase
+    import scipy
     import torch
 
     import diffpy_cbldm
@@ -453,6 +455,9 @@ def _manifest(plan, build, seed, ranges, names):
         "package_version": diffpy_cbldm.__version__,
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,
+        # ASE builds the clusters, scipy draws the noise (its DST).
+        "ase_version": ase.__version__,
+        "scipy_version": scipy.__version__,
         "engine": {
             "name": "diffpy_cbldm.pdf.debye.DebyePDFCalculator",
             "dtype": ENGINE_DTYPE,

@@ -11,11 +11,17 @@ is, and the Rw between the two clusters' PDFs (Pt at its NN distance,
 the paper's PDF settings, no noise, free scale): the relative of
 nearest atom count, and the best of the relatives within 3 atoms.
 
+With ``--evaluations``, the records of ``benchmarks/evaluate.py`` result
+files are grouped by whether their test shape has such a relative (and
+the others by whether they fit in the 30 Å r-range): CbLDM's atom count
+within 10 % and median refined Rw per group.
+
 Run from the repository root (a built data set is needed)::
 
-    python benchmarks/split_relatives.py [--data data/mmnp-v1.h5]
+    python benchmarks/split_relatives.py [--data data/mmnp-v1.h5] \
+        [--evaluations benchmarks/results/evaluate_70.json ...]
 
-Prints a table and writes ``benchmarks/results/split_relatives.json``.
+Prints tables and writes ``benchmarks/results/split_relatives.json``.
 """
 
 import argparse
@@ -56,11 +62,50 @@ def shape_splits(data):
     return out
 
 
+def group_evaluation(path, data, related):
+    """CbLDM's count within 10 % and median refined Rw of an evaluation's
+    records, grouped: test shapes with a train relative, the others
+    that fit in the r-range, the others beyond it."""
+    with open_dataset(data) as ds:
+        ids = ds.array("shape_id")
+    records = [
+        r
+        for r in json.loads(Path(path).read_text())["records"]
+        if r["generator"] == "cbldm"
+    ]
+    groups = defaultdict(list)
+    for r in records:
+        sid = ids[r["row"]]
+        sid = sid.decode() if isinstance(sid, bytes) else str(sid)
+        if related.get(sid):
+            groups["train relative"].append(r)
+        else:
+            groups[f"no relative, {r['extent']}"].append(r)
+    groups["no relative, all"] = [
+        r for key, g in groups.items() if key.startswith("no ") for r in g
+    ]
+    return {
+        key: dict(
+            cases=len(g),
+            count_ok=sum(r["count_error"] <= 0.1 for r in g),
+            median_refined_rw=float(np.median([r["refined_rw"] for r in g])),
+        )
+        for key, g in sorted(groups.items())
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="data/mmnp-v1.h5")
     parser.add_argument(
         "--out", default=str(ROOT / "benchmarks/results/split_relatives.json")
+    )
+    parser.add_argument(
+        "--evaluations",
+        nargs="*",
+        default=[],
+        metavar="JSON",
+        help="benchmarks/evaluate.py results to group by relatives",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -178,12 +223,23 @@ def main(argv=None):
             f"{cell('median_rw_nearest', '.3f'):>7} "
             f"{cell('median_rw_best_near', '.3f'):>7}"
         )
+    related = {r["shape_id"]: r["train_relatives"] > 0 for r in records}
+    evaluations = {}
+    for path in args.evaluations:
+        evaluations[path] = group_evaluation(path, args.data, related)
+        print(f"\n{path}: CbLDM, count within 10 %, median refined Rw")
+        for key, row in evaluations[path].items():
+            print(
+                f"  {key:<30} {row['count_ok']:>3} of {row['cases']:<3} "
+                f"{row['median_refined_rw']:.3f}"
+            )
     result = dict(
         command=COMMAND,
         args=vars(args),
         machine=f"{platform.node()} {platform.processor()}",
         wall_s=time.perf_counter() - started,
         summary=summary,
+        evaluations=evaluations,
         records=records,
     )
     out = Path(args.out)

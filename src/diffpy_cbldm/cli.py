@@ -461,10 +461,18 @@ def _write_run(outdir, write):
             staging = Path(staging)
             write(staging)
             names = sorted(p.name for p in staging.iterdir())
+            for name in names:
+                # Checked before the first move, so that none is made.
+                if (outdir / name).is_dir():
+                    raise IsADirectoryError(
+                        f"cannot write {outdir / name}: it is a folder"
+                    )
             removed = sorted(
                 p
                 for p in outdir.iterdir()
-                if RANK_FILE.fullmatch(p.name) and p.name not in names
+                if RANK_FILE.fullmatch(p.name)
+                and p.name not in names
+                and p.is_file()
             )
             written = []
             for name in names:

@@ -83,6 +83,22 @@ def test_solve_checks_its_outputs_before_the_work(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "au.gr"]
 
 
+def test_solve_writes_nothing_when_a_file_cannot_go_in(
+    tiny_weights, measured, tmp_path, capsys
+):
+    """A folder in the place of one output file: a one-line error after
+    the work, and no file of the run in the output folder."""
+    out = tmp_path / "out"
+    (out / "rank02.cif").mkdir(parents=True)
+    code = _solve(
+        measured, tmp_path, out, "-n", "2", "--weights", str(tiny_weights)
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "rank02.cif: it is a folder" in err and err.count("\n") == 1
+    assert [p.name for p in out.iterdir()] == ["rank02.cif"]
+
+
 def test_solve_reports_bad_input_in_one_line(tiny_weights, tmp_path, capsys):
     gr = tmp_path / "short.gr"
     gr.write_text("".join(f"{0.1 * k:.2f} 1.0\n" for k in range(1, 60)))

@@ -324,6 +324,28 @@ def test_the_datas_radiation_reaches_the_generator(
     assert bool(said) == warned
 
 
+def test_generator_takes_srfits_q_range_and_radiation_calls(pt147, caplog):
+    """PDFContribution.setQmax/setQmin/setScatteringType call these
+    methods on every generator, as on DiffPy's."""
+    from diffpy.srfit.pdf import PDFContribution
+
+    gen = DebyeClusterGenerator(pt147, "G")
+    contribution = PDFContribution("pdf")
+    contribution.addProfileGenerator(gen)
+    contribution.setQmax(22.0)
+    contribution.setQmin(0.8)
+    assert (gen.getQmin(), gen.getQmax()) == (0.8, 22.0)
+    assert (gen.qmin, gen.qmax) == (0.8, 22.0)
+    assert gen.getScatteringType() == "X"
+    mixed = pt147.copy()
+    mixed.symbols[:10] = "Ni"
+    two = DebyeClusterGenerator(mixed, "G")
+    with caplog.at_level("WARNING", logger="diffpy_cbldm.refine"):
+        two.setScatteringType("N")
+    assert two.getScatteringType() == "N"
+    assert any("X-ray form factors" in m for m in caplog.messages)
+
+
 def test_data_as_srfit_profile(pt147):
     from diffpy.srfit.fitbase import Profile
 
@@ -671,6 +693,44 @@ def test_a_q_setting_that_is_not_a_number_is_named(pt147, data_147, setting):
     ((name, value),) = setting.items()
     with pytest.raises(ValueError, match=f"^{name} must be a"):
         refine_cluster(pt147, data_147, **setting)
+
+
+def test_refine_positions_adds_its_stage_to_the_stages_given():
+    from diffpy_cbldm.refine import POSITIONS_STAGE, _check_stages
+
+    assert _check_stages([["scale"], ["qdamp"]], True) == (
+        ("scale",),
+        ("qdamp",),
+        POSITIONS_STAGE,
+    )
+    assert _check_stages([["scale"], ["all"]], True) == (
+        ("scale",),
+        ("all",),
+    )
+    assert _check_stages([["scale"]], False) == (("scale",),)
+
+
+def test_float32_is_refused(pt147, data_147):
+    with pytest.raises(ValueError, match="needs dtype='float64'"):
+        refine_cluster(pt147, data_147, dtype="float32")
+
+
+@pytest.mark.parametrize(
+    "option, value, match",
+    [
+        ("zoomscale", None, "zoomscale must be a number"),
+        ("delta2", math.inf, "delta2 must be a finite number"),
+        ("rmin", "x", "rmin must be a number"),
+        ("scale", math.inf, "scale must be a finite number"),
+        ("position_sigma", math.inf, "position_sigma must be a finite"),
+        ("max_shift", math.nan, "max_shift must be a finite"),
+    ],
+)
+def test_a_start_value_that_is_not_a_number_is_named(
+    pt147, data_147, option, value, match
+):
+    with pytest.raises(ValueError, match=match):
+        refine_cluster(pt147, data_147, **{option: value})
 
 
 def test_start_uiso_outside_bounds(pt147, data_147):

@@ -139,12 +139,15 @@ class DebyeClusterGenerator(ProfileGenerator):
     Usable Metadata
     ---------------
     qmin, qmax
-        Q-range of the sine transform in Å⁻¹ (plain attributes, as in
-        DiffPy, not refinable).
+        Q-range of the sine transform in Å⁻¹ (attributes, not
+        refinable; also ``setQmax``/``getQmax``, ``setQmin``/``getQmin``
+        as on DiffPy's generators, which ``PDFContribution.setQmax``
+        calls).
     scale, delta1, delta2, qdamp, qbroad
         Starting values of the parameters of the same names.
     stype
-        Scattering type; only "X" (X-ray form factors) is computed.
+        Scattering type (also ``setScatteringType``); only "X" (X-ray
+        form factors) is computed.
 
     Parameters
     ----------
@@ -248,12 +251,37 @@ class DebyeClusterGenerator(ProfileGenerator):
     def _check_q_range(qmin, qmax):
         PDFSettings(qmin=float(qmin), qmax=float(qmax))
 
-    # Metadata hooks: srfit 3.2 calls processMetaData, later releases
-    # _process_metadata; both do the same.
+    # srfit's BasePDFGenerator methods, which PDFContribution.setQmax,
+    # setQmin and setScatteringType call on every generator.
 
-    def _process_metadata(self):
-        """Configure the generator from ``self.meta`` (merged from the
-        profile's metadata when the profile is set)."""
+    def setQmax(self, qmax):
+        """Set `qmax` in Å⁻¹ (as DiffPy's generators)."""
+        self.qmax = qmax
+
+    def getQmax(self):
+        """`qmax` in Å⁻¹."""
+        return self.qmax
+
+    def setQmin(self, qmin):
+        """Set `qmin` in Å⁻¹ (as DiffPy's generators)."""
+        self.qmin = qmin
+
+    def getQmin(self):
+        """`qmin` in Å⁻¹."""
+        return self.qmin
+
+    def setScatteringType(self, stype="X"):
+        """Record the radiation ("X", "N", "E"); the engine computes with
+        X-ray form factors and warns for another radiation when the
+        cluster has more than one element."""
+        self.meta["stype"] = stype
+        self._check_radiation()
+
+    def getScatteringType(self):
+        """The radiation recorded ("X" unless set)."""
+        return self.meta.get("stype", self.meta.get("mode", "X"))
+
+    def _check_radiation(self):
         # srfit's PDFParser says stype "X"/"N", our load_pdf mode "xray".
         radiation = self.meta.get("stype", self.meta.get("mode"))
         if radiation not in (None, "X", "xray") and len(self.elements) > 1:
@@ -263,6 +291,14 @@ class DebyeClusterGenerator(ProfileGenerator):
                 "unaffected",
                 radiation,
             )
+
+    # Metadata hooks: srfit 3.2 calls processMetaData, later releases
+    # _process_metadata; both do the same.
+
+    def _process_metadata(self):
+        """Configure the generator from ``self.meta`` (merged from the
+        profile's metadata when the profile is set)."""
+        self._check_radiation()
         qmin = self.meta.get("qmin", self.qmin)
         qmax = self.meta.get("qmax")
         # DiffPy writes qmax = 0 for "no termination": keep our own qmax.
@@ -976,7 +1012,8 @@ def refine_cluster(
         else from the data header, else from :data:`DEFAULTS` (qmin 0,
         qmax 25, qdamp 0.04, qbroad 0).
     refine_positions : bool
-        Append a stage that frees all coordinates. Each coordinate is
+        Append a stage that frees all coordinates (after `stages`, unless
+        one of them frees ``"positions"`` or ``"all"``). Each coordinate is
         restrained to its start (srfit ``recipe.restrain``, Gaussian of
         width `position_sigma` Å, scaled by the mean chi²) and bounded to
         ±`max_shift` Å.
@@ -986,7 +1023,9 @@ def refine_cluster(
     stages : sequence of sequences of str, optional
         Names or tags freed stage by stage; default
         ``[["scale"], ["zoomscale"], ["uiso", "delta2"]]`` (+
-        ``["positions"]``). Add e.g. ``["qdamp"]`` to refine qdamp.
+        ``["positions"]``). Add e.g. ``["qdamp"]`` to refine qdamp. An
+        empty sequence refines nothing: the result is the starting
+        cluster at its best scale.
     zoomscale, delta1, delta2 : float
         Starting values.
     uiso : float or dict, optional
@@ -999,7 +1038,8 @@ def refine_cluster(
     max_nfev : int, optional
         Cap on least_squares iterations per stage (its ``max_nfev``).
     dtype, device :
-        Precision and device of the torch engine.
+        Precision (``"float64"`` only: the finite-difference derivatives
+        need it) and device of the torch engine.
 
     Returns
     -------
@@ -1018,6 +1058,29 @@ def refine_cluster(
         raise ValueError(
             f"unknown backend {backend!r}; choose one of {BACKENDS}"
         )
+    if dtype != "float64":
+        # least_squares and the uncertainties step by ~1e-8 relative,
+        # below float32's resolution: the Jacobian would be noise.
+        raise ValueError(
+            f"refinement needs dtype='float64', got {dtype!r}: its "
+            "finite-difference derivatives step below float32's resolution"
+        )
+    zoomscale, delta1, delta2 = (
+        check_number(name, value)
+        for name, value in (
+            ("zoomscale", zoomscale),
+            ("delta1", delta1),
+            ("delta2", delta2),
+        )
+    )
+    if scale is not None:
+        scale = check_number("scale", scale)
+    max_shift = check_number("max_shift", max_shift)
+    position_sigma = check_number("position_sigma", position_sigma)
+    rmin, rmax = (
+        None if value is None else check_number(name, value)
+        for name, value in (("rmin", rmin), ("rmax", rmax))
+    )
     stages = _check_stages(stages, refine_positions)
     pdf = PDFData.from_any(data)
     span = _fit_range(pdf, rmin, rmax)
@@ -1131,15 +1194,22 @@ def refine_cluster(
 
 
 def _check_stages(stages, refine_positions):
-    """Stages as a tuple of tuples of names, checked."""
+    """Stages as a tuple of tuples of names, checked; with
+    `refine_positions`, the positions stage is appended when no stage
+    frees the coordinates."""
     if stages is None:
-        stages = DEFAULT_STAGES + (
-            (POSITIONS_STAGE,) if refine_positions else ()
-        )
+        stages = DEFAULT_STAGES
     if isinstance(stages, str):
         raise ValueError(
             f"stages must be a sequence of sequences of names, got {stages!r}"
         )
+    stages = list(stages)
+    if refine_positions and not any(
+        {"positions", "all"}
+        & set((stage,) if isinstance(stage, str) else stage)
+        for stage in stages
+    ):
+        stages.append(POSITIONS_STAGE)
     checked = []
     for stage in stages:
         stage = (stage,) if isinstance(stage, str) else tuple(stage)

@@ -199,8 +199,8 @@ def _element(pdf, element):
         if comp is None:
             raise ValueError(
                 f"{pdf.name} does not give the sample composition; pass "
-                "element='Au' (--element Au on the command line), or the "
-                "metal of your sample"
+                "your sample's metal as element= (--element on the "
+                "command line), e.g. element='Au'"
             )
         # One symbol with an optional amount: "Pt", "Au144", "Pt1.0".
         match = re.fullmatch(r"\s*([A-Z][a-z]?)\s*(\d+\.?\d*)?\s*", str(comp))

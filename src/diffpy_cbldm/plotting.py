@@ -47,12 +47,7 @@ def plot_pdf_fit(r, gobs, gcalc, *, rw=None, title=None, ax=None):
             f"{r.shape}, {gobs.shape}, {gcalc.shape}"
         )
     if ax is None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(7, 4.5), layout="constrained")
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
+        ax = _agg_figure(figsize=(7, 4.5), layout="constrained").add_subplot()
     gdiff = gobs - gcalc
     # PDFgui puts the difference curve just below the lowest data point.
     span = max(np.ptp(gobs), np.ptp(gcalc), np.finfo(float).tiny)
@@ -112,11 +107,7 @@ def plot_ranked_fits(results, path=None, top=4, *, fig=None):
     if not shown:
         raise ValueError("plot_ranked_fits needs at least one result")
     if fig is None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        fig = Figure()
-        FigureCanvasAgg(fig)
+        fig = _agg_figure()
     fig.set_size_inches(7, 3.2 * len(shown))
     axes = fig.subplots(len(shown), 1, squeeze=False)
     for rank, (result, ax) in enumerate(zip(shown, axes[:, 0]), 1):
@@ -133,4 +124,15 @@ def plot_ranked_fits(results, path=None, top=4, *, fig=None):
         path = Path(path)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120)
+    return fig
+
+
+def _agg_figure(**kwargs):
+    """A matplotlib Figure on its own Agg canvas (pyplot and the backend
+    left alone); `kwargs` go to ``Figure``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
     return fig

@@ -1203,13 +1203,6 @@ def _check_stages(stages, refine_positions):
         raise ValueError(
             f"stages must be a sequence of sequences of names, got {stages!r}"
         )
-    stages = list(stages)
-    if refine_positions and not any(
-        {"positions", "all"}
-        & set((stage,) if isinstance(stage, str) else stage)
-        for stage in stages
-    ):
-        stages.append(POSITIONS_STAGE)
     checked = []
     for stage in stages:
         stage = (stage,) if isinstance(stage, str) else tuple(stage)
@@ -1220,6 +1213,10 @@ def _check_stages(stages, refine_positions):
                 "a stage frees 'positions' but refine_positions=False"
             )
         checked.append(stage)
+    if refine_positions and not any(
+        {"positions", "all"} & set(stage) for stage in checked
+    ):
+        checked.append(POSITIONS_STAGE)
     return tuple(checked)
 
 

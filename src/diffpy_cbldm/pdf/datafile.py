@@ -183,7 +183,7 @@ class PDFData:
     path: Path | None = None
 
     def __post_init__(self):
-        where = "PDF data" if self.path is None else f"PDF data of {self.path}"
+        where = self._where
         r, g, dg = (_float_array(a) for a in (self.r, self.g, self.dg))
         try:
             dg, ignored = _check_arrays(r, g, dg)
@@ -299,7 +299,7 @@ class PDFData:
         >>> data.with_metadata(stype="N").mode
         'neutron'
         """
-        where = "PDF data" if self.path is None else f"PDF data of {self.path}"
+        where = self._where
         new = _checked_metadata(values, where, self.name)
         return type(self)(
             self.r, self.g, self.dg, {**self.metadata, **new}, self.path
@@ -344,6 +344,11 @@ class PDFData:
             f"Å step {self.rstep:.6g} Å, "
             f"dG {'given' if self.dg is not None else 'none'}{source})"
         )
+
+    @property
+    def _where(self):
+        """How errors about the arrays and metadata name the data."""
+        return "PDF data" if self.path is None else f"PDF data of {self.path}"
 
     @property
     def name(self):

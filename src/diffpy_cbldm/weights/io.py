@@ -228,8 +228,10 @@ def _weights_directory(name_or_path):
         separator = os.sep in name_or_path or (
             os.altsep and os.altsep in name_or_path
         )
+        # The registry (a scan of every installed distribution) is read
+        # here only when a folder of that name exists; resolve reads it.
         if not separator and (
-            name_or_path in _registered() or not path.is_dir()
+            not path.is_dir() or name_or_path in _registered()
         ):
             return resolve(name_or_path)
     else:

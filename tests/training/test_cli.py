@@ -9,18 +9,27 @@ from diffpy_cbldm.training.checkpoint import load_checkpoint
 from diffpy_cbldm.training.cli import add_train_arguments, main
 
 
+def _args(tiny_set, out, *extra):
+    return [
+        "--data",
+        str(tiny_set),
+        "--stage",
+        "condition",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
 def test_options_reach_the_stage_trained(
     tiny_set, tiny_config_file, tmp_path, capsys
 ):
     out = tmp_path / "out"
     main(
-        [
-            "--data",
-            str(tiny_set),
-            "--stage",
-            "condition",
-            "--out",
-            str(out),
+        _args(
+            tiny_set,
+            out,
             "--config",
             str(tiny_config_file),
             "--epochs",
@@ -31,8 +40,7 @@ def test_options_reach_the_stage_trained(
             "3",
             "--precision",
             "bf16",  # the tiny configuration trains in fp32
-            "--no-progress",
-        ]
+        )
     )
     assert f"wrote {out / 'condition' / 'best.pt'}" in capsys.readouterr().out
     state = load_checkpoint(out / "condition" / "last.pt")
@@ -55,17 +63,7 @@ def test_rerun_reads_the_saved_configuration(
     tiny_set, tiny_config_file, tmp_path
 ):
     out = tmp_path / "out"
-    args = [
-        "--data",
-        str(tiny_set),
-        "--stage",
-        "condition",
-        "--out",
-        str(out),
-        "--epochs",
-        "1",
-        "--no-progress",
-    ]
+    args = _args(tiny_set, out, "--epochs", "1")
     main(args + ["--config", str(tiny_config_file)])
     before = (out / "condition" / "last.pt").read_bytes()
     main(args)  # no --config: OUT/config.json, finished, nothing to do
@@ -146,19 +144,6 @@ def test_zero_threads_is_refused(tiny_set, tmp_path, capsys):
             ]
         )
     assert "--threads must be >= 1, got 0" in capsys.readouterr().err
-
-
-def _args(tiny_set, out, *extra):
-    return [
-        "--data",
-        str(tiny_set),
-        "--stage",
-        "condition",
-        "--out",
-        str(out),
-        "--no-progress",
-        *extra,
-    ]
 
 
 def test_refused_resume_keeps_the_saved_configuration(

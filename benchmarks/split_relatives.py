@@ -9,7 +9,7 @@ test shape this counts, per structure type, those with a relative of
 their family in the train split, how many atoms apart the nearest one
 is, and the Rw between the two clusters' PDFs (Pt at its NN distance,
 the paper's PDF settings, no noise, free scale): the relative of
-nearest atom count, and the best of the relatives within 3 atoms.
+nearest atom count, and the best of the 5 relatives nearest in count.
 
 With ``--evaluations``, the records of ``benchmarks/evaluate.py`` result
 files are grouped by whether their test shape has such a relative (and
@@ -47,7 +47,7 @@ from diffpy_cbldm.pdf.rw import rw_free_scale
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = "python benchmarks/split_relatives.py"
 SPLITS = ("train", "val", "test")
-NEAR = 3  # atoms: the relatives compared for the best Rw
+NEAREST = 5  # relatives nearest in atom count compared for the best Rw
 
 
 def shape_splits(data):
@@ -160,17 +160,16 @@ def main(argv=None):
         if train:
             gaps = [abs(s.natoms - shape.natoms) for s in train]
             nearest = train[int(np.argmin(gaps))]
-            near = [s for s, gap in zip(train, gaps) if gap <= NEAR]
+            near = [train[k] for k in np.argsort(gaps, kind="stable")]
             record.update(
                 atoms_apart=int(min(gaps)),
                 nearest=nearest.shape_id,
                 rw_nearest=float(rw_free_scale(pdf(shape), pdf(nearest))[0]),
-                rw_best_near=(
-                    float(
-                        min(rw_free_scale(pdf(shape), pdf(s))[0] for s in near)
+                rw_best_near=float(
+                    min(
+                        rw_free_scale(pdf(shape), pdf(s))[0]
+                        for s in near[:NEAREST]
                     )
-                    if near
-                    else None
                 ),
             )
         records.append(record)
@@ -195,11 +194,9 @@ def main(argv=None):
                         np.median([r["rw_nearest"] for r in related])
                     ),
                 )
-                best = [
-                    r["rw_best_near"] for r in related if r["rw_best_near"]
-                ]
-                if best:
-                    row["median_rw_best_near"] = float(np.median(best))
+                row["median_rw_best_near"] = float(
+                    np.median([r["rw_best_near"] for r in related])
+                )
             summary[f"{split}/{stype}"] = row
 
     header = (

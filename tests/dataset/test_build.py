@@ -93,6 +93,79 @@ def test_splits_keep_each_shape_or_metal_in_one_split(arrays):
             )
 
 
+def _shapes_by_split(arrays):
+    from diffpy_cbldm.clusters.build import enumerate_shapes
+
+    data, _ = arrays
+    split = {}
+    for sid, code in zip(data["shape_id"], data["split"]):
+        split[sid.decode()] = int(code)
+    shapes = list(enumerate_shapes(TINY["types"], max_atoms=25))
+    return shapes, split
+
+
+def test_families_are_held_out_in_windows_with_a_buffer(arrays):
+    from diffpy_cbldm.dataset.build import FAMILY_BUFFER, FAMILY_WINDOW
+
+    shapes, split = _shapes_by_split(arrays)
+    held = [s for s in shapes if split.get(s.shape_id, 0)]
+    families = [s for s in held if s.family != s.shape_id]
+    assert families, "the tiny set should hold out octahedral families"
+    for shape in families:
+        for other in shapes:
+            if other.family != shape.family:
+                continue
+            if other.natoms // FAMILY_WINDOW == shape.natoms // FAMILY_WINDOW:
+                # the whole window is on one side
+                assert split[other.shape_id] == split[shape.shape_id]
+            elif abs(other.natoms - shape.natoms) <= FAMILY_BUFFER:
+                # near relatives are held out too, or left out
+                assert split.get(other.shape_id, -1) != 0, other.shape_id
+
+
+def test_left_out_shapes_are_counted_in_the_manifest(arrays):
+    _, manifest = arrays
+    shapes, split = _shapes_by_split(arrays)
+    rule = manifest["splits"]["split"]
+    for stype in TINY["types"]:
+        missing = [
+            s for s in shapes if s.stype == stype and s.shape_id not in split
+        ]
+        assert rule["left_out_shapes"][stype] == len(missing)
+
+
+def test_buffer_leaves_out_train_relatives_near_a_held_out_shape():
+    from diffpy_cbldm.clusters.build import enumerate_shapes
+    from diffpy_cbldm.dataset.build import FAMILY_BUFFER, _buffer
+
+    shapes = list(enumerate_shapes(("octahedral",), max_atoms=25))
+    family = "octahedral/Octahedron/cutoff=0,length=3"
+    held = [s.family == family and s.natoms == 12 for s in shapes]
+    assert sum(held) == 2
+    split = np.where(held, 2, 0).astype(np.uint8)
+    left_out = _buffer(shapes, split)
+    for shape, out, code in zip(shapes, left_out, split):
+        near = shape.family == family and abs(shape.natoms - 12) <= 5
+        assert out == (near and code == 0), shape.shape_id
+    # 7-11 and 13-17 atoms: two shapes of most counts
+    assert FAMILY_BUFFER == 5 and left_out.sum() == 17
+
+
+def test_shapes_without_relatives_are_drawn_one_by_one():
+    from diffpy_cbldm.clusters.build import enumerate_shapes
+    from diffpy_cbldm.dataset.build import _split_shapes
+
+    shapes = list(enumerate_shapes(("fcc",), max_atoms=256))
+    assert len({s.family for s in shapes}) == len(shapes)
+    order = np.random.default_rng(3).permutation(len(shapes))
+    n_test = round(0.05 * len(shapes))
+    expected = np.zeros(len(shapes), dtype=np.uint8)
+    expected[order[:n_test]] = 2
+    expected[order[n_test : 2 * n_test]] = 1
+    codes = _split_shapes(shapes, np.random.default_rng(3))
+    np.testing.assert_array_equal(codes, expected)
+
+
 def test_random_split_is_five_percent(arrays):
     data, _ = arrays
     n = data["natoms"].size

@@ -45,6 +45,8 @@ from diffpy_cbldm.dataset.store import (
 __all__ = [
     "DEFAULT_DRAWS_PER_STRUCTURE",
     "DEFAULT_METALS_PER_SHAPE",
+    "FAMILY_BUFFER",
+    "FAMILY_WINDOW",
     "MIN_SHAPES_FOR_SHAPE_SPLIT",
     "SPLIT_FRACTIONS",
     "build_dataset",
@@ -60,6 +62,14 @@ RANDOM_VAL_FRACTION = 0.05
 # A split by shape puts round(0.05 n) shapes into val and into test; below
 # 40 shapes that is one shape or none, so such types are split by metal.
 MIN_SHAPES_FOR_SHAPE_SPLIT = 40
+# Icosahedra and octahedra with an incomplete outer shell are one parent
+# cluster grown atom by atom (ClusterShape.family): shapes a few atoms
+# apart have nearly the same PDF. A family is held out in windows of
+# FAMILY_WINDOW consecutive atom counts, and its train shapes within
+# FAMILY_BUFFER atoms of a held-out one are left out of the data set
+# (benchmarks/split_relatives.py measures what is left of the likeness).
+FAMILY_WINDOW = 10
+FAMILY_BUFFER = 5
 # The engine's dtype: PDFs are computed in float64, stored in float32.
 ENGINE_DTYPE = "float64"
 # Pair sum of the Debye engine: "direct" up to this many atom pairs (78
@@ -90,6 +100,7 @@ class _Plan:
     split_random: np.ndarray  # (n,) uint8 code into RANDOM_SPLITS
     split_by_type: dict  # type -> "shape" | "metal"
     held_out_metals: dict  # "val"/"test" -> [element]
+    left_out: dict  # type -> shapes left out as a buffer
     metals: dict  # element -> NN distance, Å
 
     def __len__(self):
@@ -384,19 +395,17 @@ def _make_plan(
         idx = by_type.get(t, [])
         if split_by_type.get(t) != "shape":
             continue
-        order = _rng(seed, _SPLIT_KEY, code).permutation(len(idx))
-        n_test = max(1, round(SPLIT_FRACTIONS[2] * len(idx)))
-        n_val = max(1, round(SPLIT_FRACTIONS[1] * len(idx)))
-        for rank, k in enumerate(order):
-            s = idx[k]
-            shape_split[s] = (
-                2 if rank < n_test else (1 if rank < n_test + n_val else 0)
-            )
+        shape_split[idx] = _split_shapes(
+            [shapes[i] for i in idx], _rng(seed, _SPLIT_KEY, code)
+        )
+    left_out = _buffer(shapes, shape_split)
 
     groups = np.array_split(np.arange(len(metals)), metals_per_shape)
     groups = [g for g in groups if g.size]
     shape_index, element, nn, split = [], [], [], []
     for s, shape in enumerate(shapes):
+        if left_out[s]:
+            continue
         if split_by_type[shape.stype] == "metal" or metals_per_shape >= len(
             metals
         ):
@@ -435,7 +444,65 @@ def _make_plan(
         split_random=split_random,
         split_by_type=split_by_type,
         held_out_metals=held_out,
+        left_out={
+            t: int(left_out[idx].sum()) for t, idx in by_type.items() if idx
+        },
         metals=dict(metals),
+    )
+
+
+def _split_shapes(shapes, rng):
+    """Split codes (0 train, 1 val, 2 test) of the shapes of one type.
+
+    Shapes are held out in units: the shapes of one family whose atom
+    counts share ``natoms // FAMILY_WINDOW``. A shape without relatives
+    is a unit of its own, so for such types this is a draw of single
+    shapes. Units are taken in random order into test, else into val,
+    when that brings the split nearer ``round(0.05 n)`` shapes.
+    """
+    units = {}
+    for i, shape in enumerate(shapes):
+        key = (shape.family, shape.natoms // FAMILY_WINDOW)
+        units.setdefault(key, []).append(i)
+    units = list(units.values())
+    wanted = {
+        2: max(1, round(SPLIT_FRACTIONS[2] * len(shapes))),
+        1: max(1, round(SPLIT_FRACTIONS[1] * len(shapes))),
+    }
+    held = {2: 0, 1: 0}
+    codes = np.zeros(len(shapes), dtype=np.uint8)
+    for k in rng.permutation(len(units)):
+        size = len(units[k])
+        for code in (2, 1):
+            if abs(held[code] + size - wanted[code]) < abs(
+                held[code] - wanted[code]
+            ):
+                codes[units[k]] = code
+                held[code] += size
+                break
+    return codes
+
+
+def _buffer(shapes, split):
+    """Whether each train shape has a held-out relative near in count.
+
+    A relative is a shape of the same family; near is within
+    ``FAMILY_BUFFER`` atoms.
+    """
+    held = {}
+    for shape, code in zip(shapes, split):
+        if code:
+            held.setdefault(shape.family, []).append(shape.natoms)
+    return np.array(
+        [
+            code == 0
+            and any(
+                abs(shape.natoms - n) <= FAMILY_BUFFER
+                for n in held.get(shape.family, ())
+            )
+            for shape, code in zip(shapes, split)
+        ],
+        dtype=bool,
     )
 
 
@@ -495,6 +562,13 @@ def _manifest(plan, build, seed, ranges, names):
                 "by_type": plan.split_by_type,
                 "held_out_metals": plan.held_out_metals,
                 "min_shapes_for_shape_split": MIN_SHAPES_FOR_SHAPE_SPLIT,
+                "family_window": FAMILY_WINDOW,
+                "family_buffer": FAMILY_BUFFER,
+                "rule": "shapes held out in units: one family's shapes "
+                "with the same natoms // family_window (a shape without "
+                "relatives alone); train shapes within family_buffer "
+                "atoms of a held-out relative are left out",
+                "left_out_shapes": plan.left_out,
             },
             "split_random": {
                 "names": list(RANDOM_SPLITS),

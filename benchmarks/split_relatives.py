@@ -10,6 +10,10 @@ their family in the train split, how many atoms apart the nearest one
 is, and the Rw between the two clusters' PDFs (Pt at its NN distance,
 the paper's PDF settings, no noise, free scale): the relative of
 nearest atom count, and the best of the 5 relatives nearest in count.
+With ``--any-type`` it also compares each held-out shape with every
+train shape of any type within 3 atoms (cubic types share motifs: an
+eroded octahedron is an fcc cluster): the median best Rw, how many are
+below 0.02, and how many of the best are of another type.
 
 With ``--evaluations``, the records of ``benchmarks/evaluate.py`` result
 files are grouped by whether their test shape has such a relative (and
@@ -18,7 +22,7 @@ within 10 % and median refined Rw per group.
 
 Run from the repository root (a built data set is needed)::
 
-    python benchmarks/split_relatives.py [--data data/mmnp-v1.h5] \
+    python benchmarks/split_relatives.py [--data data/mmnp-v2.h5] \
         [--evaluations benchmarks/results/evaluate_70.json ...]
 
 Prints tables and writes ``benchmarks/results/split_relatives.json``.
@@ -48,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMAND = "python benchmarks/split_relatives.py"
 SPLITS = ("train", "val", "test")
 NEAREST = 5  # relatives nearest in atom count compared for the best Rw
+WITHIN = 3  # atoms: train shapes of any type compared with --any-type
 
 
 def shape_splits(data):
@@ -96,9 +101,15 @@ def group_evaluation(path, data, related):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="data/mmnp-v1.h5")
+    parser.add_argument("--data", default="data/mmnp-v2.h5")
     parser.add_argument(
         "--out", default=str(ROOT / "benchmarks/results/split_relatives.json")
+    )
+    parser.add_argument(
+        "--any-type",
+        action="store_true",
+        help=f"also compare each held-out shape with every train shape "
+        f"of any type within {WITHIN} atoms (about 2 minutes)",
     )
     parser.add_argument(
         "--evaluations",
@@ -139,6 +150,10 @@ def main(argv=None):
             )[0].numpy()
         return cache[shape.shape_id]
 
+    train_by_count = defaultdict(list)
+    for sid, split in split_of.items():
+        if split == "train":
+            train_by_count[shapes[sid].natoms].append(shapes[sid])
     records = []
     for sid, split in sorted(split_of.items()):
         if split == "train":
@@ -172,6 +187,21 @@ def main(argv=None):
                     )
                 ),
             )
+        if args.any_type:
+            near = [
+                s
+                for n in range(
+                    shape.natoms - WITHIN, shape.natoms + WITHIN + 1
+                )
+                for s in train_by_count.get(n, ())
+            ]
+            rws = [rw_free_scale(pdf(shape), pdf(s))[0] for s in near]
+            k = int(np.argmin(rws))
+            record.update(
+                rw_best_any=float(rws[k]),
+                best_any=near[k].shape_id,
+                best_any_same_type=near[k].stype == shape.stype,
+            )
         records.append(record)
 
     summary = {}
@@ -184,6 +214,15 @@ def main(argv=None):
             ]
             related = [r for r in group if r["train_relatives"]]
             row = dict(shapes=len(group), with_train_relative=len(related))
+            if args.any_type and group:
+                best = [r["rw_best_any"] for r in group]
+                row.update(
+                    median_rw_best_any=float(np.median(best)),
+                    best_any_below_002=sum(b < 0.02 for b in best),
+                    best_any_other_type=sum(
+                        not r["best_any_same_type"] for r in group
+                    ),
+                )
             if related:
                 row.update(
                     one_atom_apart=sum(r["atoms_apart"] <= 1 for r in related),
@@ -203,6 +242,8 @@ def main(argv=None):
         f"{'split':<5} {'type':<12} {'shapes':>6} {'related':>7} "
         f"{'1 apart':>7} {'apart':>5} {'Rw near':>7} {'Rw best':>7}"
     )
+    if args.any_type:
+        header += f" {'any type':>8} {'<0.02':>5} {'other':>5}"
     print(header)
     print("-" * len(header))
     for key, row in summary.items():
@@ -219,6 +260,13 @@ def main(argv=None):
             f"{cell('median_atoms_apart', '.0f'):>5} "
             f"{cell('median_rw_nearest', '.3f'):>7} "
             f"{cell('median_rw_best_near', '.3f'):>7}"
+            + (
+                f" {cell('median_rw_best_any', '.3f'):>8}"
+                f" {cell('best_any_below_002', 'd'):>5}"
+                f" {cell('best_any_other_type', 'd'):>5}"
+                if args.any_type
+                else ""
+            )
         )
     related = {r["shape_id"]: r["train_relatives"] > 0 for r in records}
     evaluations = {}

@@ -134,6 +134,20 @@ def test_left_out_shapes_are_counted_in_the_manifest(arrays):
         assert rule["left_out_shapes"][stype] == len(missing)
 
 
+def test_a_type_of_large_windows_still_gets_val_and_test():
+    from diffpy_cbldm.clusters.build import enumerate_shapes
+    from diffpy_cbldm.dataset.build import _split_shapes
+
+    shapes = [
+        s
+        for s in enumerate_shapes(("octahedral",), max_atoms=40)
+        if s.family == "octahedral/Octahedron/cutoff=0,length=4"
+    ]
+    # windows of 2, 12, 19 and 19 shapes; 3 wanted in val and in test
+    codes = _split_shapes(shapes, np.random.default_rng(0))
+    assert {1, 2} <= set(codes.tolist()) and (codes == 0).any()
+
+
 def test_buffer_leaves_out_train_relatives_near_a_held_out_shape():
     from diffpy_cbldm.clusters.build import enumerate_shapes
     from diffpy_cbldm.dataset.build import FAMILY_BUFFER, _buffer
@@ -420,3 +434,23 @@ def test_existing_output_is_refused_unless_overwrite(built, tmp_path):
     _build(tmp_path, "exists.h5", max_atoms=13, overwrite=True)
     with open_dataset(out) as ds:
         assert ds.array("natoms").max() <= 13
+
+
+def test_info_names_the_shapes_left_out(tmp_path):
+    path = _build(
+        tmp_path,
+        "octahedra.h5",
+        types=("octahedral",),
+        max_atoms=30,
+        metals_per_shape=1,
+        draws_per_structure=1,
+    )
+    data, manifest = _arrays(path)
+    left_out = manifest["splits"]["split"]["left_out_shapes"]["octahedral"]
+    assert left_out > 0
+    with open_dataset(path) as ds:
+        text = ds.summary()
+    assert (
+        f"left out as a buffer of 5 atoms: {left_out} octahedral shapes"
+        in text
+    )

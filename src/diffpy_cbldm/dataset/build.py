@@ -458,7 +458,8 @@ def _split_shapes(shapes, rng):
     counts share ``natoms // FAMILY_WINDOW``. A shape without relatives
     is a unit of its own, so for such types this is a draw of single
     shapes. Units are taken in random order into test, else into val,
-    when that brings the split nearer ``round(0.05 n)`` shapes.
+    when that brings the split nearer ``round(0.05 n)`` shapes; a split
+    that no unit brings nearer gets the smallest one.
     """
     units = {}
     for i, shape in enumerate(shapes):
@@ -480,6 +481,14 @@ def _split_shapes(shapes, rng):
                 codes[units[k]] = code
                 held[code] += size
                 break
+    # Units all larger than twice a split's share leave it empty: hold
+    # out the smallest free unit then, while one stays for training.
+    for code in (2, 1):
+        free = [u for u in units if not codes[u].any()]
+        if held[code] == 0 and len(free) > 1:
+            smallest = min(free, key=len)
+            codes[smallest] = code
+            held[code] += len(smallest)
     return codes
 
 

@@ -560,6 +560,18 @@ class TrainingSet:
             )
         else:
             lines.append("  split by shape")
+        rule = m.get("splits", {}).get("split", {})
+        left_out = {
+            t: n for t, n in rule.get("left_out_shapes", {}).items() if n
+        }
+        if left_out:
+            lines.append(
+                f"  families held out in windows of "
+                f"{rule['family_window']} atoms; left out as a buffer of "
+                f"{rule['family_buffer']} atoms: "
+                + ", ".join(f"{n} {t}" for t, n in left_out.items())
+                + " shapes"
+            )
         random_split = self.array("split_random")
         lines.append(
             "  random split (paper, 95/5): "

@@ -27,7 +27,7 @@ cbldm sampler's starting point, blended in at step t1).
 
 Run from the repository root::
 
-    python benchmarks/candidate_shapes.py --data data/mmnp-v1.h5
+    python benchmarks/candidate_shapes.py --data data/mmnp-v2.h5
 
 Prints a table and writes ``benchmarks/results/candidate_shapes.json``.
 """
@@ -95,7 +95,7 @@ def _pieces(group):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="data/mmnp-v1.h5")
+    parser.add_argument("--data", default="data/mmnp-v2.h5")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--per-type", type=int, default=5)
     parser.add_argument("-n", type=int, default=10)

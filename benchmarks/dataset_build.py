@@ -1,14 +1,14 @@
 """Benchmark: build the default training set and measure it.
 
 Builds every structure type with 5-256 atoms, the default metals and
-draws, on all cores, into ``data/mmnp-v1.h5`` (git-ignored), then reports
+draws, on all cores, into ``data/mmnp-v2.h5`` (git-ignored), then reports
 wall time, file size, structures per type and size bin, and the cost of
 the alternative to stored draws: computing a PDF with freshly drawn
 settings at training time, against reading a stored one.
 
 Run from the repository root::
 
-    python benchmarks/dataset_build.py --out data/mmnp-v1.h5
+    python benchmarks/dataset_build.py --out data/mmnp-v2.h5
 
 Writes ``benchmarks/results/dataset_build.json``.
 """
@@ -75,7 +75,7 @@ def main(argv=None):
     from diffpy_cbldm.dataset.store import open_dataset
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="data/mmnp-v1.h5")
+    parser.add_argument("--out", default="data/mmnp-v2.h5")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument(

@@ -24,7 +24,7 @@ Two parts, on the **validation** split (the test split is kept for
 
 Run from the repository root (one torch thread)::
 
-    python benchmarks/estimator_quality.py --data data/mmnp-v1.h5
+    python benchmarks/estimator_quality.py --data data/mmnp-v2.h5
 
 Writes ``benchmarks/results/estimator_quality.json``.
 """
@@ -197,7 +197,7 @@ def with_guidance(gen, dataset, rows, n, seed, strengths):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="data/mmnp-v1.h5")
+    parser.add_argument("--data", default="data/mmnp-v2.h5")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--per-type", type=int, default=3)
     parser.add_argument("-n", type=int, default=10)

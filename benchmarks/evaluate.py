@@ -24,7 +24,7 @@ the same set, one metal per shape) on the same cases:
 Run from the repository root (one torch thread is fastest on a busy
 2-core machine)::
 
-    python benchmarks/evaluate.py --data data/mmnp-v1.h5 [--weights W]
+    python benchmarks/evaluate.py --data data/mmnp-v2.h5 [--weights W]
 
 Writes ``benchmarks/results/evaluate.json``. On two cores, the two
 generators can run side by side and be joined afterwards::
@@ -44,7 +44,7 @@ SHARED = ROOT.parent / "shared" / "data"
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="data/mmnp-v1.h5")
+    parser.add_argument("--data", default="data/mmnp-v2.h5")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--per-type", type=int, default=10)
     parser.add_argument("-n", type=int, default=10)

@@ -13,7 +13,7 @@ the median relaxation time of the n candidates.
 
 Run from the repository root::
 
-    python benchmarks/relaxation.py --data data/mmnp-v1.h5 --per-type 3
+    python benchmarks/relaxation.py --data data/mmnp-v2.h5 --per-type 3
 
 Writes ``benchmarks/results/relaxation.json``.
 """
@@ -42,7 +42,7 @@ SETTINGS = {
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="data/mmnp-v1.h5")
+    parser.add_argument("--data", default="data/mmnp-v2.h5")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--per-type", type=int, default=3)
     parser.add_argument("-n", type=int, default=10)

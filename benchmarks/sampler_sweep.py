@@ -15,7 +15,7 @@ on validation data; the test split only reports the chosen one.
 Run from the repository root (two processes can share the settings
 and be joined with ``--merge``)::
 
-    python benchmarks/sampler_sweep.py --data data/mmnp-v1.h5 \\
+    python benchmarks/sampler_sweep.py --data data/mmnp-v2.h5 \\
         [--weights W] [--settings "dpm 20" "ddim 50"] [--out part.json]
     python benchmarks/sampler_sweep.py --merge part1.json part2.json
 
@@ -85,7 +85,7 @@ def _print_table(table):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="data/mmnp-v1.h5")
+    parser.add_argument("--data", default="data/mmnp-v2.h5")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--per-type", type=int, default=4)
     parser.add_argument("-n", type=int, default=10)

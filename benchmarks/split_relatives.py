@@ -1,10 +1,12 @@
 """Benchmark: how close the held-out shapes are to training shapes.
 
 The data set's ``split`` holds shapes out (docs/user_dataset.rst,
-"Splits"), but shapes with an incomplete outer shell that share a parent
+"Splits"). Shapes with an incomplete outer shell that share a parent
 cluster (:attr:`ClusterShape.family`: the icosahedral and octahedral
-families extended atom by atom) are drawn one by one, so a held-out
-shape can have a relative one atom away in training. For every val and
+families extended atom by atom) have nearly the same PDF when a few
+atoms apart: mmnp-v1 drew them one by one, so a held-out shape could
+have a relative one atom away in training; mmnp-v2 holds them out in
+windows with a buffer of 5 atoms. For every val and
 test shape this counts, per structure type, those with a relative of
 their family in the train split, how many atoms apart the nearest one
 is, and the Rw between the two clusters' PDFs (Pt at its NN distance,
@@ -17,13 +19,16 @@ below 0.02, and how many of the best are of another type.
 
 With ``--evaluations``, the records of ``benchmarks/evaluate.py`` result
 files are grouped by whether their test shape has such a relative (and
-the others by whether they fit in the 30 Å r-range): CbLDM's atom count
-within 10 % and median refined Rw per group.
+the others by whether they fit in the 30 Å r-range; with ``--any-type``
+by whether it has a train twin instead: a train shape of any type
+within 3 atoms, or one of its 5 nearest relatives, whose PDF is within
+Rw 0.02 of its own): CbLDM's atom count within 10 % and median refined
+Rw per group.
 
 Run from the repository root (a built data set is needed)::
 
     python benchmarks/split_relatives.py [--data data/mmnp-v2.h5] \
-        [--evaluations benchmarks/results/evaluate_70.json ...]
+        [--any-type] [--evaluations benchmarks/results/evaluate_70.json ...]
 
 Prints tables and writes ``benchmarks/results/split_relatives.json``.
 """
@@ -53,6 +58,7 @@ COMMAND = "python benchmarks/split_relatives.py"
 SPLITS = ("train", "val", "test")
 NEAREST = 5  # relatives nearest in atom count compared for the best Rw
 WITHIN = 3  # atoms: train shapes of any type compared with --any-type
+TWIN_RW = 0.02  # a train shape this close to a held-out one is its twin
 
 
 def shape_splits(data):
@@ -67,7 +73,7 @@ def shape_splits(data):
     return out
 
 
-def group_evaluation(path, data, related):
+def group_evaluation(path, data, related, label="train relative"):
     """CbLDM's count within 10 % and median refined Rw of an evaluation's
     records, grouped: test shapes with a train relative, the others
     that fit in the r-range, the others beyond it."""
@@ -83,10 +89,10 @@ def group_evaluation(path, data, related):
         sid = ids[r["row"]]
         sid = sid.decode() if isinstance(sid, bytes) else str(sid)
         if related.get(sid):
-            groups["train relative"].append(r)
+            groups[label].append(r)
         else:
-            groups[f"no relative, {r['extent']}"].append(r)
-    groups["no relative, all"] = [
+            groups[f"no {label}, {r['extent']}"].append(r)
+    groups[f"no {label}, all"] = [
         r for key, g in groups.items() if key.startswith("no ") for r in g
     ]
     return {
@@ -268,10 +274,22 @@ def main(argv=None):
                 else ""
             )
         )
-    related = {r["shape_id"]: r["train_relatives"] > 0 for r in records}
+    if args.any_type:  # a twin: a train shape whose PDF is this close
+        related = {
+            r["shape_id"]: min(r["rw_best_any"], r.get("rw_best_near", 1.0))
+            < TWIN_RW
+            for r in records
+        }
+    else:
+        related = {r["shape_id"]: r["train_relatives"] > 0 for r in records}
     evaluations = {}
     for path in args.evaluations:
-        evaluations[path] = group_evaluation(path, args.data, related)
+        evaluations[path] = group_evaluation(
+            path,
+            args.data,
+            related,
+            "train twin" if args.any_type else "train relative",
+        )
         print(f"\n{path}: CbLDM, count within 10 %, median refined Rw")
         for key, row in evaluations[path].items():
             print(

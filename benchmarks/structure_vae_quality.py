@@ -34,8 +34,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "structure_vae_quality.json"
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", default="runs/mmnp-v1")
-    parser.add_argument("--data", default="data/mmnp-v1.h5")
+    parser.add_argument("--run", default="runs/mmnp-v2")
+    parser.add_argument("--data", default="data/mmnp-v2.h5")
     parser.add_argument("--per-type", type=int, default=6)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)

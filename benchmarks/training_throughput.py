@@ -12,7 +12,7 @@ validation time per epoch and the one-off set-up time of each stage
 (frozen networks, conditions, latent encoding).
 
 The projection scales these to a training set of ``--project`` (default
-the full set, ``data/mmnp-v1.h5``, when it exists) with the default
+the full set, ``data/mmnp-v2.h5``, when it exists) with the default
 number of epochs of each stage.
 
 Usage::
@@ -115,7 +115,7 @@ def main():
         "--project",
         default=str(FULL_SET) if FULL_SET.is_file() else None,
         help="training set to project the time of --stage all to "
-        "(default: data/mmnp-v1.h5 if present, else 13,210 structures "
+        "(default: data/mmnp-v2.h5 if present, else 13,210 structures "
         "split 90/5/5 with 2 PDFs each)",
     )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])

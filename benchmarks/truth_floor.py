@@ -28,7 +28,7 @@ largest interatomic distance fits in the PDF's r-range,
 
 Run from the repository root::
 
-    python benchmarks/truth_floor.py --data data/mmnp-v1.h5
+    python benchmarks/truth_floor.py --data data/mmnp-v2.h5
     python benchmarks/truth_floor.py --noiseless \
         --out benchmarks/results/truth_floor_noiseless.json
 
@@ -48,7 +48,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "truth_floor.json"
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="data/mmnp-v1.h5")
+    parser.add_argument("--data", default="data/mmnp-v2.h5")
     parser.add_argument(
         "--cases",
         default="test:5,val:4",

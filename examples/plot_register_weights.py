@@ -27,7 +27,7 @@ from diffpy_cbldm.weights import available
 site = Path(tempfile.mkdtemp())
 package = site / "my_weights_pkg"
 package.mkdir()
-shutil.copytree(available()["mmnp-v1"], package / "my_metals_v1")
+shutil.copytree(available()["mmnp-v2"], package / "my_metals_v1")
 (package / "__init__.py").write_text(
     "from pathlib import Path\n\n\n"
     "def my_metals_v1():\n"

@@ -6,7 +6,7 @@ The four training stages of ``cbldm train`` on the 79 icosahedral
 clusters of 5-60 atoms (one metal each, two PDFs each), with networks of
 a few thousand parameters and two epochs per stage: the real pipeline at
 toy size, in about half a minute. Real training uses the defaults
-(``cbldm train --data mmnp-v1.h5 --out run``); see the training guide.
+(``cbldm train --data mmnp-v2.h5 --out run``); see the training guide.
 """
 
 # %%

@@ -130,7 +130,7 @@ def _add_solve(sub):
     p.add_argument("-n", type=int, default=10, help="candidates (10)")
     p.add_argument("-o", "--outdir", default="cbldm-out", help="output folder")
     p.add_argument(
-        "--weights", default=None, help="weights name or folder (mmnp-v1)"
+        "--weights", default=None, help="weights name or folder (mmnp-v2)"
     )
     p.add_argument(
         "--element", default=None, help="metal (default: file header)"

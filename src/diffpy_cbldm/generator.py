@@ -48,7 +48,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_WEIGHTS = "mmnp-v1"
+DEFAULT_WEIGHTS = "mmnp-v2"
 """Weights used when ``from_pretrained`` is given no name."""
 
 MERGE_DISTANCE = 1.0
@@ -61,7 +61,7 @@ their mean position and the number merged is recorded in
 TYPE_GUIDANCE = 1.0
 """Default strength of the guidance towards the structure type the
 cluster estimator reads in the data (``propose(type_guidance=...)``).
-On 21 validation PDFs of the shipped mmnp-v1 weights it raised the share
+On 21 validation PDFs of the mmnp-v1 weights it raised the share
 of sampled latents of the right type from 65 % to 91 % and of top-ranked
 refined candidates from 18/21 to 21/21 (docs/theory_model.rst, "Guidance
 towards a structure type")."""
@@ -71,7 +71,7 @@ DRAWS_PER_CANDIDATE = 2
 """Latents sampled per candidate asked for: ``propose(data, n)`` samples
 ``2 n`` clusters in one batch and returns the `n` that fit the data best
 before refinement (raw Rw). Chosen on 56 validation PDFs (8 per type) of
-the shipped mmnp-v1 weights: against one draw per candidate, the median
+the mmnp-v1 weights: against one draw per candidate, the median
 refined Rw of the top-ranked candidate fell from 0.152 to 0.142 (lower
 in 18 cases by more than 0.005, higher in 2), the decahedra's from 0.217
 to 0.179, and the median propose time rose from 1.9 to 3.1 s; three
@@ -84,7 +84,7 @@ MIN_ATOMS = 5
 """Fewest atoms the decoder is asked for: the smallest cluster of the
 training set (:data:`diffpy_cbldm.clusters.build.MIN_ATOMS`). Merging
 atoms closer than :data:`MERGE_DISTANCE` can still leave fewer (with
-seed 0, one of the shipped mmnp-v1 weights' ten candidates for
+seed 0, one of the mmnp-v1 weights' ten candidates for
 JQ_S1.gr had 6 atoms, 4 of them merged); ``atoms.info["merged_atoms"]``
 says how many."""
 
@@ -93,7 +93,7 @@ UNCERTAIN_COUNT_WIDTH = 0.15
 """Standard deviation of ln n above which the cluster estimator's count
 is reported as uncertain (a warning from ``propose``). On the 1362
 validation PDFs, mapped as ``propose`` maps them and told their Qdamp,
-the shipped mmnp-v1 estimator read 74 % with a width up to 0.15, and
+the mmnp-v1 estimator read 74 % with a width up to 0.15, and
 had 83 % of those counts within 10 %; of the rest, 27 %. Most of the
 latter are rods and plates longer than the model's 30 Å r-range, whose
 median width is 0.18, against 0.05 for particles that fit in it
@@ -688,7 +688,7 @@ class CbLDMGenerator:
             still guides the sampler). A PDF whose particle is longer
             than its r-range does not fix the count
             (docs/benchmarks/evaluate.rst); outside knowledge does. At
-            most the weights' largest cluster (256 atoms for mmnp-v1).
+            most the weights' largest cluster (256 atoms for mmnp-v2).
         count_width : float, optional
             Uncertainty of `count` as a standard deviation of ln n
             (0.05, :data:`COUNT_WIDTH`, about ±5 %, when not given).

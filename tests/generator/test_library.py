@@ -303,7 +303,12 @@ def test_the_stored_noise_is_the_floor_of_the_truths_refined_rw(small_set):
             )
             floor = noise_rw(ds, row)
             assert 0.0 < floor < 0.5
-            assert refine_cluster(truth, noisy).rw == pytest.approx(
-                floor, rel=0.03
-            )
+            # The refined parameters (scale, zoomscale, Uiso, delta2,
+            # Qdamp...) absorb a little of the noise: with p of about 6
+            # and (rmax - rmin) Qmax / pi of about 180 independent points
+            # (the noise is drawn in Q), Rw^2 drops by about p / N = 3 %
+            # on average, Rw by about 2 %, with fluctuations of that size
+            # (measured: 4 % below for a 19-atom icosahedron).
+            rw = refine_cluster(truth, noisy).rw
+            assert 0.93 * floor <= rw <= 1.01 * floor
             assert refine_cluster(truth, clean).rw < 0.005

@@ -83,7 +83,7 @@ def add_train_arguments(parser):
         default=None,
         help="with --stage estimator only: export the trained cluster "
         "estimator onto a copy of this weights set (a registered name such "
-        "as mmnp-v1, or a folder), whose networks of stages 1-3 it keeps",
+        "as mmnp-v2, or a folder), whose networks of stages 1-3 it keeps",
     )
     parser.add_argument(
         "--no-resume",

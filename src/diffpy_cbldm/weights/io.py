@@ -217,7 +217,7 @@ def _weights_directory(name_or_path):
     A ``str`` without a path separator that is a registered name is the
     registered set, even when a folder of that name exists in the
     working directory. A path-like object, a ``str`` with a separator
-    (``"./mmnp-v1"``, ``"runs/x/weights"``) and an unregistered name
+    (``"./mmnp-v2"``, ``"runs/x/weights"``) and an unregistered name
     that is an existing directory are paths; any other ``str`` is
     looked up as a name (the error lists the registered ones).
     """
@@ -254,7 +254,7 @@ def read_manifest(name_or_path):
         A ``str`` without a path separator that is registered names the
         registered set, even when a folder of that name exists in the
         working directory; a Path, a ``str`` with a separator (e.g.
-        ``"./mmnp-v1"``) or an unregistered name of an existing
+        ``"./mmnp-v2"``) or an unregistered name of an existing
         directory is a directory.
 
     Raises
@@ -322,7 +322,7 @@ def load_weights(name_or_path):
         A ``str`` without a path separator that is registered names the
         registered set, even when a folder of that name exists in the
         working directory; a Path, a ``str`` with a separator (e.g.
-        ``"./mmnp-v1"``) or an unregistered name of an existing
+        ``"./mmnp-v2"``) or an unregistered name of an existing
         directory is a directory.
 
     Returns

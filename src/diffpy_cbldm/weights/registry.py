@@ -4,7 +4,7 @@ A package registers a set of weights by naming, in its metadata, an object
 that gives the directory holding ``manifest.json``::
 
     [project.entry-points."diffpy_cbldm.weights"]
-    mmnp-v1 = "diffpy_cbldm.weights.shipped:mmnp_v1"
+    mmnp-v2 = "diffpy_cbldm.weights.shipped:mmnp_v2"
 
 The object may be a function returning the directory, or the directory
 itself (a path or an ``importlib.resources`` Traversable). Discovery reads

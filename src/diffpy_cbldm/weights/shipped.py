@@ -3,15 +3,15 @@
 Registered in the package metadata as::
 
     [project.entry-points."diffpy_cbldm.weights"]
-    mmnp-v1 = "diffpy_cbldm.weights.shipped:mmnp_v1"
+    mmnp-v2 = "diffpy_cbldm.weights.shipped:mmnp_v2"
 """
 
 from importlib.resources import files
 
-__all__ = ["mmnp_v1"]
+__all__ = ["mmnp_v2"]
 
 
-def mmnp_v1():
-    """Directory of ``mmnp-v1``: CbLDM trained on simulated mono-metallic
+def mmnp_v2():
+    """Directory of ``mmnp-v2``: CbLDM trained on simulated mono-metallic
     nanoparticles (seven structure types, 5-256 atoms)."""
-    return files("diffpy_cbldm.weights") / "mmnp_v1"
+    return files("diffpy_cbldm.weights") / "mmnp_v2"

@@ -88,6 +88,7 @@ def test_candidates_in_pieces_are_joined_when_that_fits_as_well(
             assert a.info["pieces"] > 1 and b.info["pieces"] == 1
             assert b.info["rw"] <= a.info["rw"]
             assert 0 < b.info["joined_sites"] <= len(b)
-    # measured: 6 of the 10 decoded clusters of this PDF fall apart, all
-    # 6 are joined
-    assert joined >= 3
+    # measured with mmnp-v2: 4 of the 10 decoded clusters of this PDF
+    # fall apart and 2 are joined, the other two fitting worse as one
+    # piece (mmnp-v1: 6 and 6); the joined branch must be exercised
+    assert joined >= 1

@@ -62,23 +62,20 @@ TWIN_RW = 0.02  # a train shape this close to a held-out one is its twin
 
 
 def shape_splits(data):
-    """{shape_id: split name} of a data set (a shape is in one split)."""
+    """The shape_id of each row of a data set, and {shape_id: split
+    name} (a shape is in one split)."""
     with open_dataset(data) as ds:
         ids = ds.array("shape_id")
         codes = ds.array("split")
-    out = {}
-    for sid, code in zip(ids, codes):
-        sid = sid.decode() if isinstance(sid, bytes) else str(sid)
-        out[sid] = SPLITS[int(code)]
-    return out
+    ids = [sid.decode() if isinstance(sid, bytes) else str(sid) for sid in ids]
+    return ids, {sid: SPLITS[int(code)] for sid, code in zip(ids, codes)}
 
 
-def group_evaluation(path, data, related, label="train relative"):
+def group_evaluation(path, ids, related, label="train relative"):
     """CbLDM's count within 10 % and median refined Rw of an evaluation's
-    records, grouped: test shapes with a train relative, the others
-    that fit in the r-range, the others beyond it."""
-    with open_dataset(data) as ds:
-        ids = ds.array("shape_id")
+    records (rows of the data set whose shape_ids are `ids`), grouped:
+    test shapes with a train relative, the others that fit in the
+    r-range, the others beyond it."""
     records = [
         r
         for r in json.loads(Path(path).read_text())["records"]
@@ -86,9 +83,7 @@ def group_evaluation(path, data, related, label="train relative"):
     ]
     groups = defaultdict(list)
     for r in records:
-        sid = ids[r["row"]]
-        sid = sid.decode() if isinstance(sid, bytes) else str(sid)
-        if related.get(sid):
+        if related.get(ids[r["row"]]):
             groups[label].append(r)
         else:
             groups[f"no {label}, {r['extent']}"].append(r)
@@ -128,7 +123,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     started = time.perf_counter()
 
-    split_of = shape_splits(args.data)
+    row_ids, split_of = shape_splits(args.data)
     shapes = {s.shape_id: s for s in enumerate_shapes()}
     missing = sorted(set(split_of) - set(shapes))
     if missing:
@@ -180,12 +175,11 @@ def main(argv=None):
         )
         if train:
             gaps = [abs(s.natoms - shape.natoms) for s in train]
-            nearest = train[int(np.argmin(gaps))]
             near = [train[k] for k in np.argsort(gaps, kind="stable")]
             record.update(
                 atoms_apart=int(min(gaps)),
-                nearest=nearest.shape_id,
-                rw_nearest=float(rw_free_scale(pdf(shape), pdf(nearest))[0]),
+                nearest=near[0].shape_id,
+                rw_nearest=float(rw_free_scale(pdf(shape), pdf(near[0]))[0]),
                 rw_best_near=float(
                     min(
                         rw_free_scale(pdf(shape), pdf(s))[0]
@@ -286,7 +280,7 @@ def main(argv=None):
     for path in args.evaluations:
         evaluations[path] = group_evaluation(
             path,
-            args.data,
+            row_ids,
             related,
             "train twin" if args.any_type else "train relative",
         )

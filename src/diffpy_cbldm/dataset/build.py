@@ -466,9 +466,10 @@ def _split_shapes(shapes, rng):
         key = (shape.family, shape.natoms // FAMILY_WINDOW)
         units.setdefault(key, []).append(i)
     units = list(units.values())
+    # codes index SPLIT_FRACTIONS (train, val, test)
     wanted = {
-        2: max(1, round(SPLIT_FRACTIONS[2] * len(shapes))),
-        1: max(1, round(SPLIT_FRACTIONS[1] * len(shapes))),
+        code: max(1, round(SPLIT_FRACTIONS[code] * len(shapes)))
+        for code in (2, 1)
     }
     held = {2: 0, 1: 0}
     codes = np.zeros(len(shapes), dtype=np.uint8)

@@ -549,10 +549,11 @@ class TrainingSet:
         lines.append(
             f"  {'all':<12}" + "".join(f"{totals[c]:>9}" for c in columns)
         )
-        split_by = m.get("splits", {}).get("split", {}).get("by_type", {})
+        rule = m.get("splits", {}).get("split", {})
+        split_by = rule.get("by_type", {})
         by_metal = sorted(t for t, how in split_by.items() if how == "metal")
         if by_metal:
-            held = m["splits"]["split"].get("held_out_metals", {})
+            held = rule.get("held_out_metals", {})
             lines.append(
                 f"  split by shape; by metal scale for {', '.join(by_metal)}"
                 f" (val metals {', '.join(held.get('val', []))}; test "
@@ -560,7 +561,6 @@ class TrainingSet:
             )
         else:
             lines.append("  split by shape")
-        rule = m.get("splits", {}).get("split", {})
         left_out = {
             t: n for t, n in rule.get("left_out_shapes", {}).items() if n
         }

@@ -195,13 +195,16 @@ def main(argv=None):
                 )
                 for s in train_by_count.get(n, ())
             ]
-            rws = [rw_free_scale(pdf(shape), pdf(s))[0] for s in near]
-            k = int(np.argmin(rws))
-            record.update(
-                rw_best_any=float(rws[k]),
-                best_any=near[k].shape_id,
-                best_any_same_type=near[k].stype == shape.stype,
-            )
+            # None when no train shape is that close (a sparse set).
+            record.update(rw_best_any=None, best_any=None)
+            if near:
+                rws = [rw_free_scale(pdf(shape), pdf(s))[0] for s in near]
+                k = int(np.argmin(rws))
+                record.update(
+                    rw_best_any=float(rws[k]),
+                    best_any=near[k].shape_id,
+                    best_any_same_type=near[k].stype == shape.stype,
+                )
         records.append(record)
 
     summary = {}
@@ -214,13 +217,15 @@ def main(argv=None):
             ]
             related = [r for r in group if r["train_relatives"]]
             row = dict(shapes=len(group), with_train_relative=len(related))
-            if args.any_type and group:
-                best = [r["rw_best_any"] for r in group]
+            near = [r for r in group if r.get("rw_best_any") is not None]
+            if args.any_type and near:
+                best = [r["rw_best_any"] for r in near]
                 row.update(
+                    with_any_within=len(near),
                     median_rw_best_any=float(np.median(best)),
                     best_any_below_002=sum(b < 0.02 for b in best),
                     best_any_other_type=sum(
-                        not r["best_any_same_type"] for r in group
+                        not r["best_any_same_type"] for r in near
                     ),
                 )
             if related:
@@ -270,7 +275,10 @@ def main(argv=None):
         )
     if args.any_type:  # a twin: a train shape whose PDF is this close
         related = {
-            r["shape_id"]: min(r["rw_best_any"], r.get("rw_best_near", 1.0))
+            r["shape_id"]: min(
+                r.get("rw_best_near", 1.0),
+                1.0 if r["rw_best_any"] is None else r["rw_best_any"],
+            )
             < TWIN_RW
             for r in records
         }

@@ -40,6 +40,16 @@ __all__ = ["LibraryGenerator"]
 logger = logging.getLogger(__name__)
 
 
+def _on_grid(i, left, right, size):
+    """Weights of data points gathered on a grid of `size` points: each
+    point's `left` onto grid point `i`, its `right` (unless None) onto
+    ``i + 1``; float32, to multiply the stored library PDFs."""
+    out = np.bincount(i, left, minlength=size)
+    if right is not None:
+        out[1:] += np.bincount(i, right, minlength=size - 1)
+    return out.astype(np.float32)
+
+
 class LibraryGenerator:
     """Propose the library clusters whose PDFs best match the data.
 
@@ -104,7 +114,8 @@ class LibraryGenerator:
         )
 
     CACHED = 4
-    """Library PDF sets kept in memory (about 60 MB each)."""
+    """Library PDF sets kept in memory (about 200 MB each for 4,000
+    clusters: the PDFs, their squares and neighbour products)."""
 
     def _library_pdfs(self, settings, rmax, batch=64):
         """G(r) of every library cluster without the Qdamp envelope, for
@@ -112,7 +123,11 @@ class LibraryGenerator:
         fine grid from 0 to rmax / min(stretch). Qdamp multiplies G(r) by
         ``exp(-(qdamp r)^2 / 2)`` (DiffPy's convention), so it is applied
         after the stretch in :meth:`screen`; the computed sets are cached
-        per rounded Q settings."""
+        per rounded Q settings.
+
+        Returns the grid, the PDFs L (clusters, grid), L^2 and the
+        products of neighbouring points ``L[:, i] L[:, i + 1]``, all the
+        screening needs (float32)."""
         from ase import Atoms
 
         from diffpy_cbldm.pdf.debye import DebyePDFCalculator
@@ -144,7 +159,8 @@ class LibraryGenerator:
                 pdfs.append(g.astype(np.float32))
             while len(self._cache) >= self.CACHED:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = (r, np.concatenate(pdfs))
+            g = np.concatenate(pdfs)
+            self._cache[key] = (r, g, g * g, g[:, :-1] * g[:, 1:])
             logger.info(
                 "library PDFs: %d clusters in %.1f s",
                 len(self),
@@ -155,32 +171,47 @@ class LibraryGenerator:
     def screen(self, data):
         """Rw (free scale) of every library cluster at its best stretch.
 
+        Scaling a cluster by s turns its G(r) into ``G(r / s) / s^2``,
+        read off the stored fine grid by linear interpolation; the
+        ``1 / s^2`` goes into the free scale. The interpolated curves
+        are never formed: Rw after the best scale needs only the sums
+        ``sum w Gobs Gcalc`` and ``sum w Gcalc^2``
+        (:func:`~diffpy_cbldm.pdf.rw.rw_free_scale_from_sums`), and with
+        ``Gcalc(r_j) = (1 - f_j) L[i_j] + f_j L[i_j + 1]`` both are
+        products of the stored L, L^2 and ``L[i] L[i + 1]`` with vectors
+        over the grid, one each per trial stretch.
+
         Returns
         -------
         rw : ndarray, shape (len(self),)
         stretch : ndarray, shape (len(self),)
             The best factor on the library's coordinates.
         """
-        from diffpy_cbldm.pdf.rw import rw_free_scale
+        from diffpy_cbldm.pdf.rw import rw_free_scale_from_sums, weights
 
         pdf = as_pdf_data(data)
         settings, rmin, rmax = _settings(pdf)
         keep = (pdf.r >= rmin) & (pdf.r <= rmax)
         r, gobs = pdf.r[keep], pdf.g[keep]
-        dg = None if pdf.dg is None else pdf.dg[keep]
-        grid, lib = self._library_pdfs(settings, r[-1])
+        w = weights(gobs, None if pdf.dg is None else pdf.dg[keep])
+        grid, lib, squares, products = self._library_pdfs(settings, r[-1])
         best = np.full(len(self), np.inf)
         best_s = np.ones(len(self))
         step = grid[1] - grid[0]
+        m = len(grid)
         envelope = np.exp(-0.5 * (settings["qdamp"] * r) ** 2)
+        obs = w * gobs * envelope  # weights of the sum w Gobs Gcalc
+        calc = w * envelope**2  # and of the sum w Gcalc^2
+        obs_obs = np.sum(w * gobs**2)
         for s in self.stretch:
-            # G of the stretched clusters at r is G(r / s) / s^2 (free
-            # scale); linear interpolation on the fine grid.
             x = r / s / step
-            i = np.clip(x.astype(int), 0, len(grid) - 2)
+            i = np.clip(x.astype(int), 0, m - 2)
             f = x - i
-            g = lib[:, i] * (1 - f) + lib[:, i + 1] * f
-            rw, _ = rw_free_scale(gobs, g * envelope, dg)
+            obs_calc = lib @ _on_grid(i, obs * (1 - f), obs * f, m)
+            calc_calc = squares @ _on_grid(
+                i, calc * (1 - f) ** 2, calc * f**2, m
+            ) + products @ _on_grid(i, 2 * calc * f * (1 - f), None, m - 1)
+            rw = rw_free_scale_from_sums(obs_calc, calc_calc, obs_obs)
             better = rw < best
             best[better] = rw[better]
             best_s[better] = s

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from diffpy_cbldm.pdf.rw import best_scale, rw, rw_free_scale
+from diffpy_cbldm.pdf.rw import (
+    best_scale,
+    rw,
+    rw_free_scale,
+    rw_free_scale_from_sums,
+    weights,
+)
 
 
 def test_rw_by_hand():
@@ -56,3 +62,31 @@ def test_dg_not_positive_and_finite_is_refused(bad):
         rw(gobs, 0.9 * gobs, dg)
     with pytest.raises(ValueError, match="positive and finite"):
         best_scale(gobs, gobs, dg)
+
+
+def test_rw_from_sums_is_rw_after_the_best_scale():
+    """The closed form from three weighted sums agrees with fitting the
+    scale on the curves: correlated, anti-correlated (Rw 1), zero (Rw 1)
+    and exact (Rw 0) curves, with dG weights."""
+    rng = np.random.default_rng(3)
+    x = np.linspace(1, 20, 400)
+    gobs = np.sin(2 * x) * np.exp(-0.1 * x)
+    dg = rng.uniform(0.01, 0.05, x.size)
+    calcs = np.stack(
+        [
+            gobs + 0.1 * rng.standard_normal(x.size),
+            np.sin(2.1 * x),
+            -gobs,
+            np.zeros_like(x),
+            3 * gobs,
+        ]
+    )
+    w = weights(gobs, dg)
+    got = rw_free_scale_from_sums(
+        calcs @ (w * gobs), calcs**2 @ w, np.sum(w * gobs**2)
+    )
+    want, _ = rw_free_scale(gobs, calcs, dg)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-7)
+    assert got[2] == 1.0 and got[3] == 1.0 and got[4] < 1e-6
+    with pytest.raises(ValueError, match="all zeros"):
+        rw_free_scale_from_sums(1.0, 1.0, 0.0)

@@ -444,6 +444,52 @@ def test_bf16_run_resumes_to_the_same_weights(
     )
 
 
+def test_auto_precision_is_decided_when_training_starts(
+    tiny_set, tiny_config, tmp_path
+):
+    """precision "auto" becomes bf16 or fp32 for the device, as
+    native_bfloat16 says, before config.json and the checkpoints are
+    written; a stage given fp32 keeps it; the run then resumes (here:
+    finds itself finished) with "auto" asked for again."""
+    from diffpy_cbldm.training.distributed import native_bfloat16
+
+    config = tiny_config.with_stage_settings(
+        ("condition",), precision="auto", epochs=1
+    )
+    train("condition", tiny_set, tmp_path, config, progress=False)
+    chosen = "bf16" if native_bfloat16(torch.device("cpu")) else "fp32"
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["condition"]["precision"] == chosen
+    assert saved["structure"]["precision"] == "fp32"
+    state = load_checkpoint(tmp_path / "condition" / "last.pt")
+    assert state["config"]["condition"]["precision"] == chosen
+    train("condition", tiny_set, tmp_path, config, progress=False)
+    again = load_checkpoint(tmp_path / "condition" / "last.pt")
+    assert again["epoch"] == 1
+
+
+def test_native_bfloat16_reads_the_cpu_flags():
+    """The CPU answer agrees with the flags lscpu prints."""
+    import subprocess
+
+    from diffpy_cbldm.training.distributed import native_bfloat16
+
+    try:
+        text = subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("no lscpu here")
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("Flags:"):
+            flags = set(line.split(":", 1)[1].split())
+    if not flags:
+        pytest.skip("lscpu prints no flags here")
+    native = bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert native_bfloat16(torch.device("cpu")) is native
+
+
 def test_no_resume_starts_afresh(run, tiny_set, tiny_config, tmp_path):
     out = tmp_path / "out"
     _copy_stages(run[0], out, ("condition",))

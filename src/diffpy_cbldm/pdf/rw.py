@@ -10,10 +10,18 @@ parameters), as Rietveld programs report it.
 
 import numpy as np
 
-__all__ = ["rw", "rexp", "best_scale", "rw_free_scale"]
+__all__ = [
+    "rw",
+    "rexp",
+    "best_scale",
+    "rw_free_scale",
+    "rw_free_scale_from_sums",
+    "weights",
+]
 
 
-def _weights(gobs, dg):
+def weights(gobs, dg=None):
+    """The weights ``1 / dG^2`` of Rw (ones without `dg`), checked."""
     if dg is None:
         return np.ones_like(gobs)
     dg = np.asarray(dg, dtype=float)
@@ -58,7 +66,7 @@ def rw(gobs, gcalc, dg=None):
     """
     gobs = np.asarray(gobs, dtype=float)
     gcalc = np.asarray(gcalc, dtype=float)
-    w = _weights(gobs, dg)
+    w = weights(gobs, dg)
     num = np.sum(w * (gobs - gcalc) ** 2, axis=-1)
     den = np.sum(w * gobs**2, axis=-1)
     if np.any(den == 0):
@@ -87,7 +95,7 @@ def rexp(gobs, dg, n_parameters=0):
     float
     """
     gobs = np.asarray(gobs, dtype=float)
-    w = _weights(gobs, dg)
+    w = weights(gobs, dg)
     den = np.sum(w * gobs**2)
     if den == 0:
         raise ValueError("Rexp is undefined: observed G(r) is all zeros")
@@ -108,7 +116,7 @@ def best_scale(gobs, gcalc, dg=None):
     """
     gobs = np.asarray(gobs, dtype=float)
     gcalc = np.asarray(gcalc, dtype=float)
-    w = _weights(gobs, dg)
+    w = weights(gobs, dg)
     den = np.sum(w * gcalc**2, axis=-1)
     num = np.sum(w * gobs * gcalc, axis=-1)
     s = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
@@ -120,3 +128,24 @@ def rw_free_scale(gobs, gcalc, dg=None):
     (rw, scale)."""
     s = best_scale(gobs, gcalc, dg)
     return rw(gobs, np.expand_dims(s, -1) * gcalc, dg), s
+
+
+def rw_free_scale_from_sums(obs_calc, calc_calc, obs_obs):
+    """Rw after the best non-negative scale, from the weighted sums
+    ``sum w Gobs Gcalc``, ``sum w Gcalc^2`` and ``sum w Gobs^2``: with
+    the best scale ``s = max(0, obs_calc / calc_calc)``,
+    ``Rw^2 = 1 - s (2 obs_calc - s calc_calc) / obs_obs``, which is what
+    :func:`rw_free_scale` computes from the curves. Screening many
+    curves needs only these sums (:class:`diffpy_cbldm.library.
+    LibraryGenerator`). Arrays broadcast; Rw is 1 for a curve of zeros.
+    """
+    obs_calc = np.asarray(obs_calc, dtype=float)
+    calc_calc = np.asarray(calc_calc, dtype=float)
+    if np.any(np.asarray(obs_obs) == 0):
+        raise ValueError("Rw is undefined: observed G(r) is all zeros")
+    positive = calc_calc > 0
+    s = np.where(positive, obs_calc / np.where(positive, calc_calc, 1), 0)
+    s = np.maximum(s, 0.0)
+    explained = s * (2 * obs_calc - s * calc_calc) / obs_obs
+    # Round-off can push a perfect match a hair below zero.
+    return np.sqrt(np.clip(1.0 - explained, 0.0, None))

@@ -59,11 +59,11 @@ def add_train_arguments(parser):
     )
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16"),
+        choices=("auto", "fp32", "bf16"),
         default=None,
-        help="precision of each stage trained (default bf16 autocast); "
-        "fp32 is faster on CPUs without native bfloat16 (no avx512_bf16 "
-        "or AMX)",
+        help="precision of each stage trained (default auto: bf16 "
+        "autocast where the device has native bfloat16, a GPU or a CPU "
+        "with avx512_bf16 or amx_bf16, else fp32)",
     )
     parser.add_argument(
         "--device",

@@ -29,7 +29,7 @@ STAGES = ("condition", "structure", "diffusion", "estimator")
 and the cluster estimator."""
 
 OPTIMIZERS = ("adamw", "adan")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 LATENT_TARGETS = ("posterior_sample", "posterior_mean")
 SPLIT_SCHEMES = ("shape", "random")
 
@@ -71,9 +71,15 @@ class TrainConfig:
     ema_decay : float
         Decay of the exponential moving average of the weights; the EMA
         weights are validated, kept as "best" and exported.
-    precision : {"fp32", "bf16"}
+    precision : {"auto", "fp32", "bf16"}
         "bf16" runs forward and loss under bfloat16 autocast (weights
-        and optimiser stay float32).
+        and optimiser stay float32). "auto" is decided when training
+        starts (:func:`~diffpy_cbldm.training.distributed.
+        native_bfloat16`): "bf16" where the device computes in bfloat16
+        natively (a GPU that supports it; a CPU with ``avx512_bf16`` or
+        ``amx_bf16``), "fp32" elsewhere, where autocast only converts
+        and is slower; the run's ``config.json`` and checkpoints record
+        the choice.
     grad_clip : float or None
         Largest global gradient norm; None disables clipping.
     seed : int
@@ -95,7 +101,7 @@ class TrainConfig:
     warmup_steps: int = 200
     min_lr_ratio: float = 0.05
     ema_decay: float = 0.999
-    precision: str = "bf16"
+    precision: str = "auto"
     grad_clip: float | None = 1.0
     seed: int = 42
     num_workers: int = 0

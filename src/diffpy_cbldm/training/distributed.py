@@ -9,6 +9,7 @@ process and nothing here touches ``torch.distributed``.
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = ["Context", "setup"]
 
@@ -90,6 +91,28 @@ def _env_int(name, default):
         raise ValueError(
             f"environment variable {name}={value!r} is not an integer"
         ) from None
+
+
+def native_bfloat16(device):
+    """Whether `device` (a torch.device) computes in bfloat16 natively:
+    a CUDA GPU that supports it, or a CPU whose ``/proc/cpuinfo`` flags
+    list ``avx512_bf16`` or ``amx_bf16`` (Linux; False where the flags
+    cannot be read). Without it bfloat16 autocast converts every
+    operand and trains slower than float32
+    (docs/benchmarks/training_throughput.rst)."""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def setup(device=None):

@@ -238,6 +238,28 @@ def _resolve_config(config, out_dir, data):
     return config
 
 
+def _decide_precision(config, device):
+    """`config` with each stage's precision "auto" replaced by "bf16" or
+    "fp32" for `device` (:func:`~diffpy_cbldm.training.distributed.
+    native_bfloat16`), so that config.json and the checkpoints name the
+    precision trained in and a resume elsewhere keeps it."""
+    from diffpy_cbldm.training import distributed
+
+    auto = [s for s in STAGES if config.stage(s).precision == "auto"]
+    if not auto:
+        return config
+    chosen = "bf16" if distributed.native_bfloat16(device) else "fp32"
+    logger.info(
+        "precision auto: %s on this %s (stages %s)",
+        chosen,
+        device.type,
+        ", ".join(auto),
+    )
+    for stage in auto:
+        config = config.with_stage_settings((stage,), precision=chosen)
+    return config
+
+
 def _write_config(config, out_dir):
     """Create `out_dir` and write the configuration to OUT/config.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -940,6 +962,7 @@ def train(
         with open_dataset(data) as dataset:
             # Every check before the first file is written.
             config = _resolve_config(config, out_dir, data)
+            config = _decide_precision(config, ctx.device)
             _check_conventions(config.model.conventions, dataset)
             if base_weights is not None:
                 _check_base_weights(

@@ -44,9 +44,6 @@ Writes ``benchmarks/results/count_ambiguity.json``.
 
 import argparse
 import json
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
@@ -249,7 +246,7 @@ def main(argv=None):
 
     from diffpy_cbldm.atomic import atomic_path
     from diffpy_cbldm.dataset.store import SPLITS, open_dataset
-    from diffpy_cbldm.evaluation import select_cases
+    from diffpy_cbldm.evaluation import machine_record, select_cases
     from diffpy_cbldm.library import LibraryGenerator
 
     torch.set_num_threads(args.threads)
@@ -278,14 +275,7 @@ def main(argv=None):
                     "records": records,
                     "library_shapes": sum(len(lib) for lib in libraries),
                     "wall_s": time.perf_counter() - started,
-                    "machine": {
-                        "platform": platform.platform(),
-                        "python": sys.version.split()[0],
-                        "torch": torch.__version__,
-                        "threads": torch.get_num_threads(),
-                        "cpus": os.cpu_count(),
-                        "load_average": list(os.getloadavg()),
-                    },
+                    "machine": machine_record(),
                 },
                 indent=2,
             )

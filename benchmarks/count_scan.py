@@ -29,9 +29,6 @@ Run from the repository root (one process per core)::
 
 import argparse
 import json
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
@@ -134,6 +131,7 @@ def main(argv=None):
         case_data,
         diameter,
         extent,
+        machine_record,
         select_cases,
     )
 
@@ -202,14 +200,7 @@ def main(argv=None):
                         np.median([r["seconds"] for r in records])
                     ),
                     "wall_s": time.perf_counter() - started,
-                    "machine": {
-                        "platform": platform.platform(),
-                        "python": sys.version.split()[0],
-                        "torch": torch.__version__,
-                        "threads": torch.get_num_threads(),
-                        "cpus": os.cpu_count(),
-                        "load_average": list(os.getloadavg()),
-                    },
+                    "machine": machine_record(),
                 },
                 indent=2,
                 default=float,

@@ -186,6 +186,25 @@ class StructureTyper:
         return self.match(atoms)[0]
 
 
+def machine_record():
+    """Where a benchmark ran: platform, Python, torch and its threads,
+    CPUs and load average, as every results JSON records it."""
+    import os
+    import platform
+    import sys
+
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "load_average": list(os.getloadavg()),
+    }
+
+
 def select_cases(dataset, split="test", per_type=10, seed=0):
     """Rows of `split` to evaluate: up to `per_type` of each structure
     type, drawn at random (seeded) across the three size bins in turn so
@@ -636,12 +655,7 @@ def run_evaluation(
     dict
     """
     import json
-    import os
-    import platform
-    import sys
     from pathlib import Path
-
-    import torch
 
     from diffpy_cbldm.atomic import atomic_path
     from diffpy_cbldm.dataset.store import open_dataset
@@ -733,14 +747,7 @@ def run_evaluation(
         "reference": reference,
         "experimental": experimental,
         "wall_s": time.perf_counter() - started,
-        "machine": {
-            "platform": platform.platform(),
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(),
-            "load_average": list(os.getloadavg()),
-        },
+        "machine": machine_record(),
     }
     if out is not None:
         with atomic_path(Path(out)) as tmp:

@@ -164,16 +164,11 @@ def join_evaluation(records, path, mode):
 def summarise(records, mode):
     """Per structure type, per extent and in all, for `mode`: cases,
     ambiguous cases, and (with an evaluation) CbLDM's count accuracy."""
-    from diffpy_cbldm.evaluation import EXTENTS
+    from diffpy_cbldm.evaluation import case_groups
 
-    groups = sorted({r["type"] for r in records}) + list(EXTENTS) + ["all"]
     out = {}
-    for g in groups:
-        grp = [
-            r[mode] for r in records if g in ("all", r["type"], r["extent"])
-        ]
-        if not grp:
-            continue
+    for g, cases in case_groups(records):
+        grp = [r[mode] for r in cases]
         clear = [r for r in grp if not r["ambiguous"]]
         st = {
             "cases": len(grp),
@@ -244,7 +239,7 @@ def main(argv=None):
     import torch
     from tqdm import tqdm
 
-    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.atomic import write_json
     from diffpy_cbldm.dataset.store import SPLITS, open_dataset
     from diffpy_cbldm.evaluation import machine_record, select_cases
     from diffpy_cbldm.library import LibraryGenerator
@@ -266,20 +261,17 @@ def main(argv=None):
         summary[mode] = summarise(records, mode)
         print_table(summary[mode], mode)
     path = Path(args.out)
-    with atomic_path(path) as tmp:
-        tmp.write_text(
-            json.dumps(
-                {
-                    "args": vars(args),
-                    "summary": summary,
-                    "records": records,
-                    "library_shapes": sum(len(lib) for lib in libraries),
-                    "wall_s": time.perf_counter() - started,
-                    "machine": machine_record(),
-                },
-                indent=2,
-            )
-        )
+    write_json(
+        path,
+        {
+            "args": vars(args),
+            "summary": summary,
+            "records": records,
+            "library_shapes": sum(len(lib) for lib in libraries),
+            "wall_s": time.perf_counter() - started,
+            "machine": machine_record(),
+        },
+    )
     print(f"wrote {path}")
 
 

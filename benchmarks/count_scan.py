@@ -76,14 +76,10 @@ def scan_case(gen, data, natoms, n, per_count, factors, seed):
 
 
 def summarise(records, truth):
-    from diffpy_cbldm.evaluation import EXTENTS
+    from diffpy_cbldm.evaluation import case_groups
 
-    groups = sorted({r["type"] for r in records}) + list(EXTENTS) + ["all"]
     out = {}
-    for g in groups:
-        grp = [r for r in records if g in ("all", r["type"], r["extent"])]
-        if not grp:
-            continue
+    for g, grp in case_groups(records):
         st = {
             "cases": len(grp),
             "plain_right": sum(r["plain_right"] for r in grp),
@@ -125,7 +121,7 @@ def main(argv=None):
     from tqdm import tqdm
 
     from diffpy_cbldm import CbLDMGenerator
-    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.atomic import write_json
     from diffpy_cbldm.dataset.store import open_dataset
     from diffpy_cbldm.evaluation import (
         case_data,
@@ -188,24 +184,18 @@ def main(argv=None):
             line += f" {st['wrong_fits_as_well']:>27}"
         print(line)
     path = Path(args.out)
-    with atomic_path(path) as tmp:
-        tmp.write_text(
-            json.dumps(
-                {
-                    "args": vars(args),
-                    "weights": gen.name,
-                    "summary": summary,
-                    "records": records,
-                    "median_case_s": float(
-                        np.median([r["seconds"] for r in records])
-                    ),
-                    "wall_s": time.perf_counter() - started,
-                    "machine": machine_record(),
-                },
-                indent=2,
-                default=float,
-            )
-        )
+    write_json(
+        path,
+        {
+            "args": vars(args),
+            "weights": gen.name,
+            "summary": summary,
+            "records": records,
+            "median_case_s": float(np.median([r["seconds"] for r in records])),
+            "wall_s": time.perf_counter() - started,
+            "machine": machine_record(),
+        },
+    )
     print(f"wrote {path}")
 
 

@@ -76,7 +76,7 @@ def main(argv=None):
     if args.merge:
         import json
 
-        from diffpy_cbldm.atomic import atomic_path
+        from diffpy_cbldm.atomic import write_json
         from diffpy_cbldm.evaluation import merge_results
 
         merged = merge_results(
@@ -85,8 +85,7 @@ def main(argv=None):
         merged["command"] = (
             "python benchmarks/evaluate.py --merge " + " ".join(args.merge)
         )
-        with atomic_path(Path(args.out)) as tmp:
-            tmp.write_text(json.dumps(merged, indent=2, default=float))
+        write_json(args.out, merged)
         print(f"wrote {args.out}")
         return
 

@@ -36,7 +36,6 @@ Writes ``benchmarks/results/truth_floor.json``.
 """
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -65,10 +64,10 @@ def main(argv=None):
 
     from ase import Atoms
 
-    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.atomic import write_json
     from diffpy_cbldm.dataset.store import open_dataset
     from diffpy_cbldm.evaluation import (
-        EXTENTS,
+        case_groups,
         case_data,
         diameter,
         extent,
@@ -112,11 +111,7 @@ def main(argv=None):
                 }
             )
         summary, at_005, refined, noise = {}, {}, {}, {}
-        groups = sorted({r["type"] for r in records}) + list(EXTENTS)
-        for t in groups + ["all"]:
-            grp = [r for r in records if t in ("all", r["type"], r["extent"])]
-            if not grp:
-                continue
+        for t, grp in case_groups(records):
             summary[t] = float(np.median([r["rw"] for r in grp]))
             at_005[t] = float(np.median([r["rw_uiso_005"] for r in grp]))
             refined[t] = float(np.median([r["refined_rw"] for r in grp]))
@@ -133,17 +128,14 @@ def main(argv=None):
             "records": records,
         }
     path = Path(args.out)
-    with atomic_path(path) as tmp:
-        tmp.write_text(
-            json.dumps(
-                {
-                    "args": vars(args),
-                    "results": out,
-                    "load_average": list(os.getloadavg()),
-                },
-                indent=2,
-            )
-        )
+    write_json(
+        path,
+        {
+            "args": vars(args),
+            "results": out,
+            "load_average": list(os.getloadavg()),
+        },
+    )
     print(f"wrote {path}")
 
 

@@ -42,3 +42,20 @@ def test_a_folder_in_the_way_is_named_before_anything_is_written(tmp_path):
         with atomic_path(target):
             pytest.fail("the body ran although the target is a folder")
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_write_json_writes_numbers_or_nothing(tmp_path):
+    import json
+
+    import numpy as np
+
+    from diffpy_cbldm.atomic import write_json
+
+    target = tmp_path / "result.json"
+    write_json(target, {"rw": np.float32(0.25), "n": [1, 2]})
+    assert json.loads(target.read_text()) == {"rw": 0.25, "n": [1, 2]}
+    # a value that is not a number is refused and the old file stays
+    with pytest.raises(TypeError):
+        write_json(target, {"atoms": object()})
+    assert json.loads(target.read_text())["rw"] == 0.25
+    assert list(tmp_path.iterdir()) == [target]

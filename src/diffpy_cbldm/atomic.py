@@ -1,11 +1,12 @@
 """Write files so that a failure never leaves a partial file behind."""
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "write_json"]
 
 
 @contextlib.contextmanager
@@ -49,3 +50,12 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json(path, value):
+    """Write `value` as indented JSON to `path` through
+    :func:`atomic_path`; numpy scalars and other numbers are written as
+    floats. Returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(value, indent=2, default=float) + "\n")
+    return Path(path)

@@ -42,6 +42,7 @@ from diffpy_cbldm.clusters.bonds import (  # noqa: F401
 
 __all__ = [
     "EXTENTS",
+    "case_groups",
     "SIZE_BINS",
     "StructureTyper",
     "case_data",
@@ -65,6 +66,26 @@ logger = logging.getLogger(__name__)
 SIZE_BINS = ((5, 80), (80, 170), (170, 256))
 """Atom-count bins of the paper's Table 3; a count n is in bin (lo, hi)
 when lo <= n < hi, the last bin including 256."""
+
+
+def case_groups(records):
+    """The groups of case records that benchmark tables list: one per
+    structure type (sorted), one per :data:`EXTENTS` value and ``"all"``.
+
+    Yields
+    ------
+    label : str
+    group : list of dict
+        The records (each with ``"type"`` and ``"extent"``) of the group;
+        empty groups are skipped.
+    """
+    labels = sorted({r["type"] for r in records}) + list(EXTENTS) + ["all"]
+    for label in labels:
+        group = [
+            r for r in records if label in ("all", r["type"], r["extent"])
+        ]
+        if group:
+            yield label, group
 
 
 def size_bin(n):
@@ -654,10 +675,9 @@ def run_evaluation(
     -------
     dict
     """
-    import json
     from pathlib import Path
 
-    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.atomic import write_json
     from diffpy_cbldm.dataset.store import open_dataset
     from diffpy_cbldm.generator import CbLDMGenerator
     from diffpy_cbldm.library import LibraryGenerator
@@ -750,8 +770,7 @@ def run_evaluation(
         "machine": machine_record(),
     }
     if out is not None:
-        with atomic_path(Path(out)) as tmp:
-            tmp.write_text(json.dumps(result, indent=2, default=float))
+        write_json(out, result)
         echo(f"\nwrote {out} ({result['wall_s']:.0f} s)")
     return result
 

@@ -338,6 +338,21 @@ def test_summary_by_extent_skips_records_without_it():
     )
 
 
+def test_case_groups_are_types_extents_and_all():
+    from diffpy_cbldm.evaluation import EXTENTS, case_groups
+
+    records = [
+        {"type": "sc", "extent": EXTENTS[1], "k": 0},
+        {"type": "bcc", "extent": EXTENTS[1], "k": 1},
+        {"type": "sc", "extent": EXTENTS[1], "k": 2},
+    ]
+    groups = {label: [r["k"] for r in g] for label, g in case_groups(records)}
+    # sorted types, the extents that occur, then all; no empty group
+    assert list(groups) == ["bcc", "sc", EXTENTS[1], "all"]
+    assert groups["sc"] == [0, 2] and groups["bcc"] == [1]
+    assert groups[EXTENTS[1]] == groups["all"] == [0, 1, 2]
+
+
 def test_the_stored_noise_is_the_floor_of_the_truths_refined_rw(small_set):
     """Refining the true cluster against its stored PDF leaves exactly
     the stored noise (the recipe models the rest: Biso, Qdamp, Qbroad,

@@ -234,3 +234,72 @@ def test_rejects_bad_qdamp(pdfs, qdamp, message):
 def test_config_rejects_bad_qdamp_reference(q):
     with pytest.raises(ValueError, match="qdamp_reference"):
         ClusterEstimatorConfig(qdamp_reference=q)
+
+
+def test_combined_reading_is_the_mixture_of_the_members():
+    """Mean, variance and type probabilities of an equal-weight mixture
+    of the members' Gaussians, checked against sampling the mixture."""
+    from diffpy_cbldm.model.cluster_estimator import combine_readings
+
+    gen = torch.Generator().manual_seed(0)
+    readings = [
+        (
+            torch.tensor([3.0, 4.0]) + k * 0.2,
+            torch.tensor([-4.0, -2.0]) + 0.5 * k,
+            torch.randn(2, len(STRUCTURE_TYPES), generator=gen),
+        )
+        for k in range(3)
+    ]
+    mean, logvar, logits = combine_readings(readings)
+    draws = torch.cat(
+        [
+            m + torch.exp(0.5 * lv) * torch.randn(200_000, 2, generator=gen)
+            for m, lv, _ in readings
+        ]
+    )
+    torch.testing.assert_close(mean, draws.mean(dim=0), atol=2e-3, rtol=0)
+    torch.testing.assert_close(
+        logvar.exp(), draws.var(dim=0), atol=0, rtol=1e-2
+    )
+    p = torch.stack([torch.softmax(r[2], dim=-1) for r in readings]).mean(0)
+    torch.testing.assert_close(torch.softmax(logits, dim=-1), p)
+    # one member is read as it is
+    assert combine_readings(readings[:1]) == readings[0]
+
+
+def test_an_ensemble_reads_and_learns_member_by_member(pdfs):
+    g, counts, types = pdfs
+    qdamp = torch.full((len(g),), 0.02)
+    torch.manual_seed(0)
+    config = ClusterEstimatorConfig(channels=(8, 8), hidden=32, members=3)
+    net = ClusterEstimator(config)
+    members = list(net.members)
+    assert len(members) == 3 and net.reads_qdamp
+    # independently initialised
+    assert not torch.equal(
+        members[0].head[0].weight, members[1].head[0].weight
+    )
+    from diffpy_cbldm.model.cluster_estimator import combine_readings
+
+    for got, want in zip(
+        net(g, qdamp), combine_readings([m(g, qdamp) for m in members])
+    ):
+        torch.testing.assert_close(got, want)
+    terms = net.loss(g, counts, types, qdamp)
+    alone = [m.loss(g, counts, types, qdamp) for m in members]
+    torch.testing.assert_close(terms["loss"], sum(t["loss"] for t in alone))
+    terms["loss"].backward()
+    assert all(m.informed.head[0].weight.grad.abs().sum() > 0 for m in members)
+    # rebuilt from its configuration, as loading weights does
+    model = replace(tiny_config(), estimator=config)
+    nets = build_modules(model, ["cluster_estimator"])
+    nets["cluster_estimator"].load_state_dict(net.state_dict())
+    # a single estimator's config without "members" is one estimator
+    d = config.to_dict()
+    del d["members"]
+    assert ClusterEstimatorConfig.from_dict(d).members == 1
+
+
+def test_config_rejects_no_members():
+    with pytest.raises(ValueError, match="members must be a positive"):
+        ClusterEstimatorConfig(members=0)

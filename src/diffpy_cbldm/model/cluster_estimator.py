@@ -28,16 +28,7 @@ the data header), each first damped further to one reference Qdamp, the
 top of the training range, so that the envelope no longer varies. Both
 are trained on every training PDF; a PDF is read by the informed reader
 when its Qdamp is given, else by the blind one.
-
-With ``members`` > 1 the estimator is an ensemble of such estimators,
-initialised independently and each trained on its own loss; their
-readings are averaged (:func:`combine_readings`): the mean of the means
-of ln n, the variance of the mixture of their Gaussians, and the mean
-of their type probabilities.
 """
-
-import dataclasses
-import math
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +38,7 @@ from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
 from diffpy_cbldm.model.blocks import check_pdf_batch, log_n_nll
 from diffpy_cbldm.model.config import ClusterEstimatorConfig
 
-__all__ = ["ClusterEstimator", "LOG_N_OFFSET", "combine_readings"]
+__all__ = ["ClusterEstimator", "LOG_N_OFFSET"]
 
 LOG_N_OFFSET = 4.0
 """The network's mean output is ln n minus this (ln 55 ≈ 4.0, the middle
@@ -82,33 +73,6 @@ def _read(features, head, pdf):
     return h[:, 0] + LOG_N_OFFSET, h[:, 1].clamp(-10.0, 5.0), h[:, 2:]
 
 
-def combine_readings(readings):
-    """One reading from those of an ensemble's members.
-
-    Parameters
-    ----------
-    readings : sequence of (mean, logvar, type_logits)
-        Each member's reading of the same PDFs (B,), (B,), (B, 7).
-
-    Returns
-    -------
-    mean, logvar, type_logits
-        The mean of the members' means of ln n; the log of the variance
-        of the equal-weight mixture of their Gaussians (the mean of
-        their variances plus the variance of their means), clamped as a
-        member's is; the log of the mean of their type probabilities.
-        One reading is returned as it is.
-    """
-    if len(readings) == 1:
-        return tuple(readings[0])
-    means, logvars, logits = (torch.stack(x) for x in zip(*readings))
-    mean = means.mean(dim=0)
-    var = logvars.exp().mean(dim=0) + means.var(dim=0, unbiased=False)
-    logvar = var.log().clamp(-10.0, 5.0)
-    log_p = torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=0)
-    return mean, logvar, log_p - math.log(len(readings))
-
-
 class ClusterEstimator(nn.Module):
     """ln n (mean and log-variance) and structure-type logits of a PDF.
 
@@ -122,14 +86,8 @@ class ClusterEstimator(nn.Module):
     def __init__(self, config=None):
         super().__init__()
         self.config = config = config or ClusterEstimatorConfig()
-        self.reads_qdamp = config.qdamp_reference is not None
-        if config.members > 1:
-            single = dataclasses.replace(config, members=1)
-            self.members = nn.ModuleList(
-                ClusterEstimator(single) for _ in range(config.members)
-            )
-            return
         self.features, self.head = _reader(config)
+        self.reads_qdamp = config.qdamp_reference is not None
         if self.reads_qdamp:
             self.informed = nn.Module()
             self.informed.features, self.informed.head = _reader(config)
@@ -184,24 +142,13 @@ class ClusterEstimator(nn.Module):
             )
         return qdamp, torch.isfinite(qdamp)
 
-    def _nets(self):
-        """The single estimators: the members, or this one."""
-        return list(self.members) if self.config.members > 1 else [self]
-
     def read_blind(self, pdf):
-        """The blind reader's (mean, logvar, type_logits) for `pdf`
-        (the members' combined, :func:`combine_readings`)."""
-        if self.config.members > 1:
-            return combine_readings([m.read_blind(pdf) for m in self.members])
+        """The blind reader's (mean, logvar, type_logits) for `pdf`."""
         return _read(self.features, self.head, pdf)
 
     def read_informed(self, pdf, qdamp):
         """The informed reader's (mean, logvar, type_logits) for PDFs of
-        known Qdamp (Å⁻¹, finite); the members' combined."""
-        if self.config.members > 1:
-            return combine_readings(
-                [m.read_informed(pdf, qdamp) for m in self.members]
-            )
+        known Qdamp (Å⁻¹, finite)."""
         damped = self.damp_to_reference(pdf, qdamp)
         return _read(self.informed.features, self.informed.head, damped)
 
@@ -264,34 +211,19 @@ class ClusterEstimator(nn.Module):
             differentiated, ``abs_error`` (the mean absolute error of
             ln n), ``within_10pct`` (share of means within 10 % of the
             count) and ``type_accuracy``; the blind reader's under these
-            names, the informed reader's with ``_qdamp`` appended. For
-            an ensemble, ``loss``, ``count`` and ``type`` are the sums of
-            the members' (each learns on its own), the rest is of the
-            combined reading.
+            names, the informed reader's with ``_qdamp`` appended.
         """
         check_pdf_batch(pdf, self.config.n_points, "ClusterEstimator")
-        readers = [("", lambda net: net.read_blind(pdf))]
+        terms = _terms(self.read_blind(pdf), natoms, stype)
         if qdamp is not None:
             qdamp, known = self._known(pdf, qdamp)
             if not known.all():
                 raise ValueError(
                     "ClusterEstimator.loss: every Qdamp must be known"
                 )
-            readers.append(
-                ("_qdamp", lambda net: net.read_informed(pdf, qdamp))
-            )
-        terms, total = {}, 0.0
-        for suffix, read in readers:
-            readings = [read(net) for net in self._nets()]
-            part = _terms(combine_readings(readings), natoms, stype)
-            if len(readings) > 1:
-                for key in ("loss", "count", "type"):
-                    part[key] = sum(
-                        _terms(r, natoms, stype)[key] for r in readings
-                    )
-            total = total + part["loss"]
-            terms.update({f"{k}{suffix}": v for k, v in part.items()})
-        terms["loss"] = total
+            informed = _terms(self.read_informed(pdf, qdamp), natoms, stype)
+            terms["loss"] = terms["loss"] + informed["loss"]
+            terms.update({f"{k}_qdamp": v for k, v in informed.items()})
         return terms
 
 

@@ -423,11 +423,6 @@ class ClusterEstimatorConfig:
         has the blind reader only (weights made before it had two).
     rstep : float
         r-step in Å of the model grid, for that envelope.
-    members : int
-        Independently initialised estimators of this design, each
-        trained on its own loss, whose readings are averaged (an
-        ensemble, :class:`~diffpy_cbldm.model.cluster_estimator
-        .ClusterEstimator`); 1 is a single estimator.
     """
 
     n_points: int = 3000
@@ -437,11 +432,10 @@ class ClusterEstimatorConfig:
     hidden: int = 256
     qdamp_reference: float | None = 0.1
     rstep: float = 0.01
-    members: int = 1
 
     def __post_init__(self):
         owner = type(self).__name__
-        for name in ("n_points", "pool", "kernel", "hidden", "members"):
+        for name in ("n_points", "pool", "kernel", "hidden"):
             _check_positive_int(owner, name, getattr(self, name))
         q = self.qdamp_reference
         if q is not None and (

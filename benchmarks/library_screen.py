@@ -74,8 +74,11 @@ def main(argv=None):
 
     from diffpy_cbldm.atomic import write_json
     from diffpy_cbldm.dataset.store import open_dataset
-    from diffpy_cbldm.evaluation import case_data, machine_record
-    from diffpy_cbldm.evaluation import select_cases
+    from diffpy_cbldm.evaluation import (
+        case_data,
+        machine_record,
+        select_cases,
+    )
     from diffpy_cbldm.library import LibraryGenerator
 
     torch.set_num_threads(args.threads)

@@ -208,6 +208,15 @@ def _add_solve(sub):
         "(default 0.05, about ±5 %%)",
     )
     p.add_argument(
+        "--no-fragments",
+        action="store_true",
+        help=(
+            "offer no compact fragments (default: for a particle of at "
+            "most 16 atoms, every closed-shell piece of 5-16 atoms of "
+            "each structure type competes with the sampled candidates)"
+        ),
+    )
+    p.add_argument(
         "--library",
         default=None,
         metavar="DATASET",
@@ -253,6 +262,11 @@ def _add_solve(sub):
     )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_solve)
+
+
+def _format(value, spec):
+    """`value` formatted by `spec`, or an empty cell for None."""
+    return "" if value is None else format(value, spec)
 
 
 SUMMARY_FIELDS = (
@@ -316,7 +330,16 @@ def _run_solve(args):
         draws=args.draws,
         count=args.count,
         count_width=args.count_width,
+        fragments=not args.no_fragments,
     )
+    fragments = sum(
+        c.info["generator"] == "compact fragment" for c in candidates
+    )
+    if fragments:
+        print(
+            f"{fragments} of the {len(candidates)} candidates are compact "
+            "fragments (a particle of at most 16 atoms)"
+        )
     estimate = candidates[0].info if candidates else {}
     stretch = estimate.get("input_stretch", 1.0)
     if stretch != 1.0:
@@ -377,7 +400,7 @@ def _run_solve(args):
                 "formula": result.atoms.get_chemical_formula(),
                 "structure_type": info.get("structure_type") or "",
                 "zoomscale": f"{result.values['zoomscale'][0]:.4f}",
-                "adgp_residual": f"{info.get('adgp_residual', 0):.2e}",
+                "adgp_residual": _format(info.get("adgp_residual"), ".2e"),
                 "merged_atoms": info.get("merged_atoms", 0),
                 "pieces": connected_parts(result.atoms.positions)[0],
                 "joined_sites": info.get("joined_sites", 0),

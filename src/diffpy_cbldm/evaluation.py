@@ -391,6 +391,7 @@ def evaluate(
             rec["top_natoms"] = len(top)
             rec["count_error"] = abs(len(top) - truth) / truth
             rec["top_type"] = typer(top) if len(top) > 1 else "none"
+            rec["top_generator"] = top.info.get("generator")
             records.append(rec)
             logger.info("%s", rec)
     return records

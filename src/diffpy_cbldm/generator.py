@@ -602,6 +602,54 @@ class CbLDMGenerator:
         pdf = as_pdf_data(data)
         return model_input(pdf.r, pdf.g, self.conventions, source=pdf.name)
 
+    def estimate(self, data, qdamp=None):
+        """What the cluster estimator reads in a measured PDF: the atom
+        count and structure type that :meth:`propose` draws its
+        candidates about, without sampling any.
+
+        Parameters
+        ----------
+        data : str, Path, PDFData, tuple, Profile or PDFContribution
+            The measured PDF (see :func:`as_pdf_data`).
+        qdamp : float, optional
+            The instrument's Qdamp in Å⁻¹, as for :meth:`propose`;
+            default: the data's header, else unknown.
+
+        Returns
+        -------
+        dict
+            ``count_estimate`` (``exp`` of the mean of ln n),
+            ``count_estimate_width`` (standard deviation of ln n),
+            ``type_estimate``, ``type_estimate_probability`` and
+            ``count_estimate_qdamp`` (the Qdamp read with, None when
+            unknown): the entries ``propose`` writes to ``atoms.info``.
+
+        Raises
+        ------
+        ValueError
+            Weights without a cluster estimator; bad data or `qdamp`
+            (as :meth:`propose`).
+        """
+        import torch
+
+        from diffpy_cbldm.conventions import stretch_factor
+
+        if "cluster_estimator" not in self.modules:
+            raise ValueError(
+                f"weights {self.name!r} have no cluster estimator"
+            )
+        pdf = as_pdf_data(data)
+        qdamp = _qdamp(pdf, qdamp)
+        dtype = next(self.modules["cluster_estimator"].parameters()).dtype
+        x = torch.as_tensor(self.model_input(pdf), dtype=dtype)
+        with torch.no_grad():
+            reading = self._estimate(
+                x[None].to(self.device),
+                qdamp,
+                stretch_factor(pdf.r, pdf.g, self.conventions),
+            )
+        return reading["info"]
+
     def propose(
         self,
         data,
@@ -618,6 +666,7 @@ class CbLDMGenerator:
         draws=None,
         count=None,
         count_width=None,
+        fragments=True,
         **sampling,
     ):
         """Candidate clusters for a measured PDF, generated as one batch.
@@ -692,6 +741,18 @@ class CbLDMGenerator:
         count_width : float, optional
             Uncertainty of `count` as a standard deviation of ln n
             (0.05, :data:`COUNT_WIDTH`, about ±5 %, when not given).
+        fragments : bool
+            When the count (given, else the cluster estimator's) is at
+            most :data:`~diffpy_cbldm.clusters.fragments.FRAGMENT_ATOMS`
+            atoms, add every compact fragment of every structure type
+            (:func:`~diffpy_cbldm.clusters.fragments.compact_fragments`,
+            of :data:`MIN_ATOMS` to 16 atoms, or those within
+            ``exp(±2 count_width)`` of a given count), scaled to the
+            data's first G(r) peak, to the draws: the `n` of lowest raw
+            Rw among both are returned. Few-atom clusters are few and
+            their count must be exact, which the networks, trained on
+            larger particles, do not manage (docs/benchmarks/
+            evaluate.rst). False samples only.
         **sampling
             ``base``, ``t1``, ``t2`` of the cbldm sampler.
 
@@ -729,7 +790,10 @@ class CbLDMGenerator:
             once per call with the draw that fits best at Uiso 0.005 Å²,
             :func:`data_displacement`), ``generator``, ``sampler``,
             ``seed``, ``candidate`` (the latent's index among the draws)
-            and ``draws``.
+            and ``draws``. A compact fragment (see `fragments`) has
+            ``generator`` ``"compact fragment"``, its index among the
+            fragments as ``candidate``, ``adgp_residual`` and
+            ``sampler`` None, and 0 relaxation steps.
 
         Raises
         ------
@@ -929,9 +993,26 @@ class CbLDMGenerator:
                 draws=int(draws),
             )
             candidates.append(atoms)
-        set_raw_rw(candidates, pdf)
+        pieces_of = []
+        if fragments:
+            count = given["count_given"]
+            if count is None and estimate:
+                count = estimate["info"]["count_estimate"]
+            pieces_of = self._fragments(
+                pdf, element, count, given["count_given_width"]
+            )
+            for atoms in pieces_of:
+                atoms.info.update(
+                    input_stretch=float(stretch),
+                    **estimate.get("info", dict.fromkeys(_ESTIMATE_KEYS)),
+                    **given,
+                    seed=seed,
+                    draws=int(draws),
+                )
+        set_raw_rw(candidates + pieces_of, pdf)
         candidates = _one_piece_if_as_good(candidates, int(draws))
-        if draws > n:
+        candidates += pieces_of
+        if len(candidates) > n:
             best = sorted(
                 range(len(candidates)),
                 key=lambda k: candidates[k].info["rw"],
@@ -945,6 +1026,62 @@ class CbLDMGenerator:
             sampled,
         )
         return candidates
+
+    def _fragments(self, pdf, element, count, width=None):
+        """The compact fragments offered for a particle of about `count`
+        atoms (none above FRAGMENT_ATOMS or for no count), as ase.Atoms
+        scaled to the data's first G(r) peak; all sizes from MIN_ATOMS,
+        or those within ``exp(±2 width)`` of a given count."""
+        from ase import Atoms
+
+        from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
+        from diffpy_cbldm.clusters.fragments import (
+            FRAGMENT_ATOMS,
+            compact_fragments,
+        )
+        from diffpy_cbldm.pdf.peaks import first_peak
+
+        if count is None or count > FRAGMENT_ATOMS:
+            return []
+        sizes = range(MIN_ATOMS, FRAGMENT_ATOMS + 1)
+        if width is not None:
+            sizes = [
+                k for k in sizes if abs(np.log(k / count)) <= 2 * width
+            ] or [int(round(count))]
+        try:
+            nn = first_peak(pdf.r, pdf.g)
+        except ValueError as exc:
+            raise ValueError(
+                f"{pdf.name}: {exc}; the compact fragments offered for "
+                f"a particle of about {count:.0f} atoms are scaled to it "
+                "(fragments=False skips them)"
+            ) from None
+        kinds, shapes = [], []
+        for stype in STRUCTURE_TYPES:
+            for y in compact_fragments(stype, sizes):
+                kinds.append(stype)
+                shapes.append(y)
+        scaled = match_first_peak(shapes, pdf, nn, element)
+        out = []
+        for k, (stype, x) in enumerate(zip(kinds, scaled)):
+            atoms = Atoms(f"{element}{len(x)}", positions=x)
+            atoms.info.update(
+                joined_sites=0,
+                n_atoms=len(atoms),
+                adgp_residual=None,
+                merged_atoms=0,
+                pieces=1,
+                stray_atoms=0,
+                relaxed=nn,
+                structure_type=stype,
+                relax_steps=0,
+                relax_converged=None,
+                generator="compact fragment",
+                sampler=None,
+                candidate=k,
+            )
+            out.append(atoms)
+        return out
 
     def _estimate(self, g, qdamp=None, stretch=1.0):
         """The cluster estimator's reading of a model input (1, N), with

@@ -378,3 +378,44 @@ def test_solve_count_reaches_the_library(
     library = [int(r["n_atoms"]) for r in rows if r["generator"] == "library"]
     assert library
     assert all(abs(np.log(n / count)) <= 0.1 for n in library), library
+
+
+def test_solve_offers_compact_fragments_to_a_few_atom_particle(
+    tiny_weights, tmp_path, capsys
+):
+    """A 13-atom icosahedron with --count 13: the run says how many
+    candidates are compact fragments, the summary names them (no aDGP
+    residual); --no-fragments samples only."""
+    from diffpy_cbldm.clusters.build import build_cluster
+    from diffpy_cbldm.pdf.debye import DebyePDFCalculator
+
+    r, g = DebyePDFCalculator(
+        rmin=0.5, rmax=20.0, rstep=0.02, qmin=0.7, qmax=25.0
+    )(build_cluster("icosahedral:Pt:shells=2"))
+    gr = tmp_path / "pt13.gr"
+    meta = {"composition": "Pt", "qmin": 0.7, "qmax": 25.0}
+    write_gr(gr, PDFData.from_arrays(r, g, metadata=meta))
+    rows = {}
+    for label, extra in (("plain", []), ("off", ["--no-fragments"])):
+        out = tmp_path / label
+        code = main(
+            ["solve", str(gr), "-n", "3", "--count", "13", "--seed", "0"]
+            + ["--weights", str(tiny_weights), "--no-progress"]
+            + extra
+            + ["-o", str(out)]
+        )
+        assert code == 0
+        with open(out / "summary.csv") as fh:
+            rows[label] = list(csv.DictReader(fh))
+        printed = capsys.readouterr().out
+        pieces = [
+            row
+            for row in rows[label]
+            if row["generator"] == "compact fragment"
+        ]
+        if pieces:
+            assert f"{len(pieces)} of the 3 candidates are compact" in printed
+            assert all(row["adgp_residual"] == "" for row in pieces)
+    assert rows["plain"][0]["generator"] == "compact fragment"
+    assert rows["plain"][0]["n_atoms"] == "13"
+    assert not any(r["generator"] == "compact fragment" for r in rows["off"])

@@ -663,6 +663,53 @@ def test_estimator_readings_are_recorded(generator, measured):
             assert atoms.info[key] == first[key]
 
 
+@pytest.mark.parametrize("qdamp", [None, 0.03])
+def test_estimate_is_the_reading_propose_records(generator, measured, qdamp):
+    r, g, _ = measured
+    (atoms,) = generator.propose(
+        (r, g), n=1, seed=0, element="Au", qdamp=qdamp
+    )
+    reading = generator.estimate((r, g), qdamp=qdamp)
+    assert reading == {key: atoms.info[key] for key in reading}
+    assert reading["count_estimate_qdamp"] == qdamp
+    with pytest.raises(ValueError, match="qdamp"):
+        generator.estimate((r, g), qdamp=-1.0)
+
+
+def test_a_few_atom_particle_is_offered_its_compact_fragments(generator):
+    """A 13-atom icosahedron: with its count given, the compact
+    fragments of 12-14 atoms compete with the draws, and the exact
+    cluster (a fragment) fits best; fragments=False samples only."""
+    from diffpy_cbldm.clusters.build import build_cluster
+    from diffpy_cbldm.pdf.debye import DebyePDFCalculator
+
+    truth = build_cluster("icosahedral:Pt:shells=2")
+    r, g = DebyePDFCalculator(
+        rmin=0.5, rmax=20.0, rstep=0.02, qmin=0.7, qmax=25.0, qdamp=0.03
+    )(truth)
+    data = PDFData.from_arrays(
+        r,
+        g,
+        metadata={
+            "qmin": 0.7,
+            "qmax": 25.0,
+            "qdamp": 0.03,
+            "composition": "Pt",
+        },
+    )
+    cands = generator.propose(data, n=4, seed=0, count=13)
+    pieces = [c for c in cands if c.info["generator"] == "compact fragment"]
+    assert pieces and {len(c) for c in pieces} <= {12, 13, 14}
+    best = min(cands, key=lambda c: c.info["rw"])
+    assert best.info["generator"] == "compact fragment"
+    assert best.info["structure_type"] == "icosahedral" and len(best) == 13
+    assert best.info["rw"] < 0.02
+    assert best.info["adgp_residual"] is None
+    assert best.info["count_given"] == 13
+    plain = generator.propose(data, n=4, seed=0, count=13, fragments=False)
+    assert all(c.info["generator"].startswith("CbLDM") for c in plain)
+
+
 @pytest.mark.parametrize("count", [30, 45])
 def test_a_given_count_sets_the_candidates_count(generator, measured, count):
     """The count given replaces the estimator's reading (kept in
@@ -748,6 +795,8 @@ def test_weights_without_an_estimator_still_work(
     assert len(cands) == 2
     assert cands[0].info["count_estimate"] is None
     assert cands[0].info["type_estimate"] is None
+    with pytest.raises(ValueError, match="no cluster estimator"):
+        gen.estimate((r, g))
     given = gen.propose((r, g), n=2, seed=0, element="Au", count=30)
     assert all(abs(len(a) + a.info["merged_atoms"] - 30) <= 3 for a in given)
     with pytest.raises(ValueError, match="type_guidance must be a finite"):

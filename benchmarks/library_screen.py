@@ -36,14 +36,10 @@ RESULTS = ROOT / "benchmarks" / "results" / "library_screen.json"
 def screen_directly(library, data):
     """Best Rw and stretch of every library cluster from the stretched,
     damped curves themselves (the reference)."""
-    from diffpy_cbldm.generator import _settings, as_pdf_data
+    from diffpy_cbldm.generator import _fit_points, as_pdf_data
     from diffpy_cbldm.pdf.rw import rw_free_scale
 
-    pdf = as_pdf_data(data)
-    settings, rmin, rmax = _settings(pdf)
-    keep = (pdf.r >= rmin) & (pdf.r <= rmax)
-    r, gobs = pdf.r[keep], pdf.g[keep]
-    dg = None if pdf.dg is None else pdf.dg[keep]
+    settings, r, gobs, dg = _fit_points(as_pdf_data(data))
     grid, lib, _, _ = library._library_pdfs(settings, r[-1])
     envelope = np.exp(-0.5 * (settings["qdamp"] * r) ** 2)
     step = grid[1] - grid[0]

@@ -229,6 +229,16 @@ def _settings(pdf, fit_rmax=None):
     return settings, rmin, rmax
 
 
+def _fit_points(pdf, fit_rmax=None):
+    """The Debye settings of :func:`_settings` and the data's points over
+    its fit range: ``settings, r, gobs, dg`` (dg None when the data have
+    none)."""
+    settings, rmin, rmax = _settings(pdf, fit_rmax)
+    keep = (pdf.r >= rmin) & (pdf.r <= rmax)
+    dg = None if pdf.dg is None else pdf.dg[keep]
+    return settings, pdf.r[keep], pdf.g[keep], dg
+
+
 def candidate_rw(clusters, pdf, *, rmax=None, uiso=None, delta2=0.0):
     """Rw of each cluster against the data after a free scale.
 
@@ -262,11 +272,7 @@ def candidate_rw(clusters, pdf, *, rmax=None, uiso=None, delta2=0.0):
     elif not (np.isfinite(uiso) and uiso >= 0):
         # The engine would name its Biso; the user gave Uiso.
         raise ValueError(f"uiso must be finite and >= 0 Å², got {uiso!r}")
-    pdf = as_pdf_data(pdf)
-    settings, rmin, rmax = _settings(pdf, rmax)
-    keep = (pdf.r >= rmin) & (pdf.r <= rmax)
-    r, gobs = pdf.r[keep], pdf.g[keep]
-    dg = None if pdf.dg is None else pdf.dg[keep]
+    settings, r, gobs, dg = _fit_points(as_pdf_data(pdf), rmax)
     step = float(np.median(np.diff(r)))
     calc = DebyePDFCalculator(
         rmin=float(r[0]),
@@ -999,7 +1005,7 @@ class CbLDMGenerator:
             if count is None and estimate:
                 count = estimate["info"]["count_estimate"]
             pieces_of = self._fragments(
-                pdf, element, count, given["count_given_width"]
+                pdf, element, count, given["count_given_width"], nn
             )
             for atoms in pieces_of:
                 atoms.info.update(
@@ -1027,11 +1033,12 @@ class CbLDMGenerator:
         )
         return candidates
 
-    def _fragments(self, pdf, element, count, width=None):
+    def _fragments(self, pdf, element, count, width=None, nn=None):
         """The compact fragments offered for a particle of about `count`
         atoms (none above FRAGMENT_ATOMS or for no count), as ase.Atoms
-        scaled to the data's first G(r) peak; all sizes from MIN_ATOMS,
-        or those within ``exp(±2 width)`` of a given count."""
+        scaled to the data's first G(r) peak `nn` (found when None); all
+        sizes from MIN_ATOMS, or those within ``exp(±2 width)`` of a
+        given count."""
         from ase import Atoms
 
         from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
@@ -1049,7 +1056,8 @@ class CbLDMGenerator:
                 k for k in sizes if abs(np.log(k / count)) <= 2 * width
             ] or [int(round(count))]
         try:
-            nn = first_peak(pdf.r, pdf.g)
+            if nn is None:
+                nn = first_peak(pdf.r, pdf.g)
         except ValueError as exc:
             raise ValueError(
                 f"{pdf.name}: {exc}; the compact fragments offered for "

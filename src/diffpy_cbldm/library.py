@@ -28,8 +28,8 @@ from diffpy_cbldm.arguments import check_count, check_number
 from diffpy_cbldm.conventions import Conventions, model_input
 from diffpy_cbldm.generator import (
     _element,
+    _fit_points,
     _given_count,
-    _settings,
     as_pdf_data,
     refine_candidates,
     set_raw_rw,
@@ -189,11 +189,8 @@ class LibraryGenerator:
         """
         from diffpy_cbldm.pdf.rw import rw_free_scale_from_sums, weights
 
-        pdf = as_pdf_data(data)
-        settings, rmin, rmax = _settings(pdf)
-        keep = (pdf.r >= rmin) & (pdf.r <= rmax)
-        r, gobs = pdf.r[keep], pdf.g[keep]
-        w = weights(gobs, None if pdf.dg is None else pdf.dg[keep])
+        settings, r, gobs, dg = _fit_points(as_pdf_data(data))
+        w = weights(gobs, dg)
         grid, lib, squares, products = self._library_pdfs(settings, r[-1])
         best = np.full(len(self), np.inf)
         best_s = np.ones(len(self))

@@ -83,14 +83,14 @@ def _fingerprint(y):
 
 
 @functools.lru_cache(maxsize=len(STRUCTURE_TYPES))
-def _fragments_of(stype, largest):
+def _fragments_of(stype):
     x = seed_sites(stype, radius=6.0)
     picked, seen, out = set(), set(), []
     for c in fragment_centres(stype):
         d = np.linalg.norm(x - c, axis=1)
         order = np.argsort(d, kind="stable")
         d = d[order]
-        for n in range(2, largest + 1):
+        for n in range(2, FRAGMENT_ATOMS + 1):
             sites = frozenset(order[:n].tolist())
             if d[n] - d[n - 1] < _SHELL_TOL or sites in picked:
                 continue
@@ -136,8 +136,4 @@ def compact_fragments(stype, sizes):
             f"compact fragments have 2 to {FRAGMENT_ATOMS} atoms; "
             f"asked for {bad}"
         )
-    return [
-        y.copy()
-        for y in _fragments_of(stype, FRAGMENT_ATOMS)
-        if len(y) in sizes
-    ]
+    return [y.copy() for y in _fragments_of(stype) if len(y) in sizes]

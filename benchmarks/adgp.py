@@ -37,7 +37,6 @@ Prints the tables (reStructuredText) and writes
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -50,7 +49,7 @@ import numpy as np
 import scipy
 from tqdm import tqdm
 
-from diffpy_cbldm.atomic import atomic_path
+from diffpy_cbldm.atomic import write_json
 from diffpy_cbldm.clusters.geometry import rmsd_aligned
 from diffpy_cbldm.clusters.laplacian import (
     DEFAULT_SIGMA,
@@ -414,8 +413,7 @@ def main(argv=None):
     )
     if not args.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(RESULTS) as tmp:
-            tmp.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(RESULTS, result)
         print(f"wrote {RESULTS}")
     return 0
 

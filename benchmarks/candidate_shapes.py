@@ -33,7 +33,6 @@ Prints a table and writes ``benchmarks/results/candidate_shapes.json``.
 """
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -111,7 +110,7 @@ def main(argv=None):
 
     import torch
 
-    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.atomic import write_json
     from diffpy_cbldm.dataset.store import open_dataset
     from diffpy_cbldm.clusters.bonds import connected_parts
     from diffpy_cbldm.evaluation import (
@@ -216,8 +215,7 @@ def main(argv=None):
         "summary": summary,
         "cases": cases,
     }
-    with atomic_path(Path(args.out)) as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

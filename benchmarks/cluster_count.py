@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from diffpy_cbldm.atomic import atomic_path
+from diffpy_cbldm.atomic import atomic_path, write_json
 from diffpy_cbldm.clusters import build
 from diffpy_cbldm.clusters.build import (
     CENTRES,
@@ -355,8 +355,7 @@ def main(argv=None):
     )
 
     out = ROOT / "benchmarks" / "results" / "cluster_count.json"
-    with atomic_path(out) as tmp:
-        Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
+    write_json(out, record)
     write_rst(
         ROOT / "docs" / "benchmarks" / "cluster_count.rst", record, tables
     )

@@ -164,7 +164,7 @@ def main(argv=None):
     truth_path = Path(args.truth or truth_path)
     out_path = Path(args.out or out_path)
 
-    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.atomic import write_json
 
     evaluation = json.loads(evaluate_path.read_text())
     truth = json.loads(truth_path.read_text())
@@ -252,8 +252,7 @@ def main(argv=None):
         "reachable_share": share,
         "failures": failures,
     }
-    with atomic_path(out_path) as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
+    write_json(out_path, result)
     print(f"wrote {out_path}")
 
 

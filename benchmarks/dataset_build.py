@@ -14,7 +14,6 @@ Writes ``benchmarks/results/dataset_build.json``.
 """
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -71,6 +70,7 @@ def on_the_fly_cost(path, n_samples=200, seed=0):
 
 
 def main(argv=None):
+    from diffpy_cbldm.atomic import write_json
     from diffpy_cbldm.dataset.build import build_dataset
     from diffpy_cbldm.dataset.store import open_dataset
 
@@ -120,7 +120,7 @@ def main(argv=None):
         **cost,
     }
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(RESULTS, result)
 
     print(summary)
     print()

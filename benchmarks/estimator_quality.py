@@ -30,7 +30,6 @@ Writes ``benchmarks/results/estimator_quality.json``.
 """
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -211,7 +210,7 @@ def main(argv=None):
 
     import torch
 
-    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.atomic import write_json
     from diffpy_cbldm.dataset.store import open_dataset
     from diffpy_cbldm.evaluation import select_cases
     from diffpy_cbldm.generator import CbLDMGenerator
@@ -253,20 +252,17 @@ def main(argv=None):
             f"{row['median_propose_s']:>7.2f}"
         )
     path = Path(args.out)
-    with atomic_path(path) as tmp:
-        tmp.write_text(
-            json.dumps(
-                {
-                    "args": vars(args),
-                    "weights": gen.name,
-                    "estimator_alone": alone,
-                    "guidance": table,
-                    "wall_s": time.perf_counter() - started,
-                    "load_average": list(os.getloadavg()),
-                },
-                indent=2,
-            )
-        )
+    write_json(
+        path,
+        {
+            "args": vars(args),
+            "weights": gen.name,
+            "estimator_alone": alone,
+            "guidance": table,
+            "wall_s": time.perf_counter() - started,
+            "load_average": list(os.getloadavg()),
+        },
+    )
     print(f"wrote {path}")
 
 

@@ -34,7 +34,6 @@ Writes ``benchmarks/results/fourier_range.json``.
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
@@ -138,7 +137,7 @@ def main(argv=None):
     import torch
 
     import diffpy_cbldm
-    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.atomic import write_json
     from diffpy_cbldm.cli import read_structure
     from diffpy_cbldm.generator import CbLDMGenerator
     from diffpy_cbldm.refine import refine_cluster
@@ -256,8 +255,7 @@ def main(argv=None):
         "runs": runs,
     }
     path = Path(args.out)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
+    write_json(path, result)
     print(f"wrote {path}")
     return 0
 

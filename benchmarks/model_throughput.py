@@ -18,7 +18,6 @@ Prints a table and writes ``benchmarks/results/model_throughput.json``.
 """
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffpy_cbldm.atomic import atomic_path
+from diffpy_cbldm.atomic import write_json
 from diffpy_cbldm.conventions import normalise_pdf
 from diffpy_cbldm.model.config import (
     CbLDMConfig,
@@ -264,8 +263,7 @@ def main():
                 f"{r['bf16_per_cpu_second']:>8.0f} per CPU-s"
             )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS) as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
+    write_json(RESULTS, result)
 
 
 if __name__ == "__main__":

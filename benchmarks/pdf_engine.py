@@ -30,7 +30,6 @@ Writes ``benchmarks/results/pdf_engine.json`` and
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -477,7 +476,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import torch
 
-    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.atomic import write_json
 
     selected = ["this package, float64"] + [
         e for e in args.engines if e != "this package, float64"
@@ -525,8 +524,7 @@ def main(argv=None):
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS) as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(RESULTS, result)
     DOCS.parent.mkdir(parents=True, exist_ok=True)
     write_docs(result, text, refinement)
 

@@ -22,7 +22,6 @@ Writes ``benchmarks/results/refine.json``.
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -178,6 +177,8 @@ def main(argv=None):
 
     import torch
 
+    from diffpy_cbldm.atomic import write_json
+
     default_threads = torch.get_num_threads()
     runs = []
     for threads in args.threads:
@@ -210,7 +211,7 @@ def main(argv=None):
         "repeat": args.repeat,
         "runs": runs,
     }
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(RESULTS, report)
     print(f"wrote {RESULTS}")
 
 

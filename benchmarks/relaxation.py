@@ -19,7 +19,6 @@ Writes ``benchmarks/results/relaxation.json``.
 """
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -53,7 +52,7 @@ def main(argv=None):
 
     import torch
 
-    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.atomic import write_json
     from ase import Atoms
 
     from diffpy_cbldm import CbLDMGenerator
@@ -131,18 +130,15 @@ def main(argv=None):
             + f"{ok:>8.2f}{secs:>8.2f}"
         )
     path = Path(args.out)
-    with atomic_path(path) as tmp:
-        tmp.write_text(
-            json.dumps(
-                {
-                    "args": vars(args),
-                    "summary": summary,
-                    "records": records,
-                    "load_average": list(os.getloadavg()),
-                },
-                indent=2,
-            )
-        )
+    write_json(
+        path,
+        {
+            "args": vars(args),
+            "summary": summary,
+            "records": records,
+            "load_average": list(os.getloadavg()),
+        },
+    )
     print(f"wrote {path}")
 
 

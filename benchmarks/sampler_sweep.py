@@ -107,7 +107,7 @@ def main(argv=None):
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
-    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.atomic import write_json
 
     path = Path(args.out)
     if args.merge:
@@ -122,8 +122,7 @@ def main(argv=None):
             " ".join(args.merge)
         )
         _print_table(out["table"])
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(out, indent=2))
+        write_json(path, out)
         print(f"wrote {path}")
         return
 
@@ -169,8 +168,7 @@ def main(argv=None):
         "table": table,
         "load_average": list(os.getloadavg()),
     }
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(out, indent=2, default=float))
+    write_json(path, out)
     print(f"wrote {path}")
 
 

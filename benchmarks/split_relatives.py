@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffpy_cbldm.atomic import atomic_path
+from diffpy_cbldm.atomic import write_json
 from diffpy_cbldm.clusters.build import (
     STRUCTURE_TYPES,
     enumerate_shapes,
@@ -308,8 +308,7 @@ def main(argv=None):
         records=records,
     )
     out = Path(args.out)
-    with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
+    write_json(out, result)
     print(f"wrote {out} ({result['wall_s']:.0f} s)")
 
 

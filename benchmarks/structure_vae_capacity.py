@@ -29,7 +29,6 @@ default size only, scores it every 500 steps and writes
 """
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffpy_cbldm.atomic import atomic_path
+from diffpy_cbldm.atomic import write_json
 from diffpy_cbldm.model.config import CbLDMConfig
 from diffpy_cbldm.model.registry import build_modules
 
@@ -256,8 +255,7 @@ def main():
             load_average=list(os.getloadavg()),
         )
         path = RESULTS.with_name("structure_vae_curve.json")
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(result, indent=2))
+        write_json(path, result)
         return
 
     rows = []
@@ -307,8 +305,7 @@ def main():
         "load_average": list(os.getloadavg()),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS) as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
+    write_json(RESULTS, result)
 
 
 if __name__ == "__main__":

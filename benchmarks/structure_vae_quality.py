@@ -42,7 +42,7 @@ def main(argv=None):
 
     import torch
 
-    from diffpy_cbldm.atomic import atomic_path
+    from diffpy_cbldm.atomic import write_json
     from ase import Atoms
 
     from diffpy_cbldm.clusters.laplacian import (
@@ -183,18 +183,15 @@ def main(argv=None):
                 f"{med_dd:>8.2f} {med_rw:>7.3f} {type_ok:>7.2f} {truth:>8.3f}"
             )
     path = Path(args.out)
-    with atomic_path(path) as tmp:
-        tmp.write_text(
-            json.dumps(
-                {
-                    "args": vars(args),
-                    "summary": summary,
-                    "records": out,
-                    "load_average": list(os.getloadavg()),
-                },
-                indent=2,
-            )
-        )
+    write_json(
+        path,
+        {
+            "args": vars(args),
+            "summary": summary,
+            "records": out,
+            "load_average": list(os.getloadavg()),
+        },
+    )
     print(f"wrote {path}")
 
 

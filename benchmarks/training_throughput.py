@@ -24,7 +24,6 @@ Prints a table and writes ``benchmarks/results/training_throughput.json``.
 """
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from diffpy_cbldm.atomic import atomic_path
+from diffpy_cbldm.atomic import write_json
 
 RESULTS = Path(__file__).parent / "results" / "training_throughput.json"
 FULL_SET = Path(__file__).parents[1] / "data" / "mmnp-v1.h5"
@@ -195,25 +194,21 @@ def main():
             f"{result['projected_hours']['all']:>12.2f}"
         )
     RESULTS.parent.mkdir(exist_ok=True)
-    with atomic_path(RESULTS) as tmp:
-        tmp.write_text(
-            json.dumps(
-                {
-                    "cpu": cpu_name(),
-                    "load_average": {
-                        "before": load_before,
-                        "after": load_after,
-                    },
-                    "torch": torch.__version__,
-                    "benchmark_set": bench,
-                    "projected_set": full,
-                    "default_epochs": epochs,
-                    "results": results,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+    write_json(
+        RESULTS,
+        {
+            "cpu": cpu_name(),
+            "load_average": {
+                "before": load_before,
+                "after": load_after,
+            },
+            "torch": torch.__version__,
+            "benchmark_set": bench,
+            "projected_set": full,
+            "default_epochs": epochs,
+            "results": results,
+        },
+    )
     print(f"wrote {RESULTS}")
 
 

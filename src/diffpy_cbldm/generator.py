@@ -638,23 +638,28 @@ class CbLDMGenerator:
         """
         import torch
 
-        from diffpy_cbldm.conventions import stretch_factor
-
         if "cluster_estimator" not in self.modules:
             raise ValueError(
                 f"weights {self.name!r} have no cluster estimator"
             )
+        _, qdamp, x, stretch = self._read(data, qdamp)
+        dtype = next(self.modules["cluster_estimator"].parameters()).dtype
+        g = torch.as_tensor(x, dtype=dtype, device=self.device)[None]
+        with torch.no_grad():
+            return self._estimate(g, qdamp, stretch)["info"]
+
+    def _read(self, data, qdamp=None):
+        """What every reading of `data` starts from: the PDFData with
+        the Qdamp used (given, else the header's), that Qdamp (None when
+        unknown), the network input and its
+        :func:`~diffpy_cbldm.conventions.stretch_factor`."""
+        from diffpy_cbldm.conventions import stretch_factor
+
         pdf = as_pdf_data(data)
         qdamp = _qdamp(pdf, qdamp)
-        dtype = next(self.modules["cluster_estimator"].parameters()).dtype
-        x = torch.as_tensor(self.model_input(pdf), dtype=dtype)
-        with torch.no_grad():
-            reading = self._estimate(
-                x[None].to(self.device),
-                qdamp,
-                stretch_factor(pdf.r, pdf.g, self.conventions),
-            )
-        return reading["info"]
+        pdf = as_pdf_data(pdf, qdamp=qdamp)
+        x = self.model_input(pdf)
+        return pdf, qdamp, x, stretch_factor(pdf.r, pdf.g, self.conventions)
 
     def propose(
         self,
@@ -818,7 +823,6 @@ class CbLDMGenerator:
         from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
         from diffpy_cbldm.clusters.laplacian import positions_from_laplacian
         from diffpy_cbldm.clusters.relax import relax_clusters
-        from diffpy_cbldm.conventions import stretch_factor
         from diffpy_cbldm.clusters.bonds import connected_parts
         from diffpy_cbldm.pdf.peaks import first_peak
 
@@ -837,13 +841,9 @@ class CbLDMGenerator:
         if type_guidance is None:
             type_guidance = TYPE_GUIDANCE
         given = _given_count(count, count_width, self.conventions.max_atoms)
-        pdf = as_pdf_data(data)
-        qdamp = _qdamp(pdf, qdamp)
         # The draws are screened with the Qdamp given, as refined.
-        pdf = as_pdf_data(pdf, qdamp=qdamp)
+        pdf, qdamp, x, stretch = self._read(data, qdamp)
         element = _element(pdf, element)
-        x = self.model_input(pdf)
-        stretch = stretch_factor(pdf.r, pdf.g, self.conventions)
         nn = None
         if relax is not False:
             try:
@@ -971,6 +971,14 @@ class CbLDMGenerator:
                     map(merge_close_atoms, relaxed), clusters
                 )
             ]
+        # The entries every candidate shares, draws and fragments alike.
+        shared = dict(
+            input_stretch=float(stretch),
+            **estimate.get("info", dict.fromkeys(_ESTIMATE_KEYS)),
+            **given,
+            seed=seed,
+            draws=int(draws),
+        )
         candidates = []
         for j, ((positions, info, merged), record) in enumerate(
             zip(clusters, relax_records)
@@ -985,18 +993,14 @@ class CbLDMGenerator:
                 merged_atoms=int(merged),
                 pieces=pieces,
                 stray_atoms=stray,
-                input_stretch=float(stretch),
                 relaxed=nn,
                 structure_type=types[j] if types else None,
-                **estimate.get("info", dict.fromkeys(_ESTIMATE_KEYS)),
-                **given,
                 relax_steps=record.get("steps"),
                 relax_converged=record.get("converged"),
                 generator=f"CbLDM {self.name}",
                 sampler=sampler or self.pipeline.defaults.get("sampler"),
-                seed=seed,
                 candidate=k,
-                draws=int(draws),
+                **shared,
             )
             candidates.append(atoms)
         pieces_of = []
@@ -1008,13 +1012,7 @@ class CbLDMGenerator:
                 pdf, element, count, given["count_given_width"], nn
             )
             for atoms in pieces_of:
-                atoms.info.update(
-                    input_stretch=float(stretch),
-                    **estimate.get("info", dict.fromkeys(_ESTIMATE_KEYS)),
-                    **given,
-                    seed=seed,
-                    draws=int(draws),
-                )
+                atoms.info.update(shared)
         set_raw_rw(candidates + pieces_of, pdf)
         candidates = _one_piece_if_as_good(candidates, int(draws))
         candidates += pieces_of

@@ -192,6 +192,14 @@ def test_rexp_is_the_rw_of_noise_with_the_stated_dg(synthetic_147, tmp_path):
     assert f"Rexp = {right.rexp:.6f}" in (tmp_path / "fit.fgr").read_text()
     assert synthetic_147.rexp is None
     assert "Rexp" not in synthetic_147.summary()
+    # Restrained coordinates are observations as well as parameters: the
+    # same four free parameters are subtracted when positions refine.
+    moved = refine_cluster(
+        atoms, (r, noisy, np.full_like(g, sigma)), refine_positions=True, **kw
+    )
+    coordinates = [k for k in moved.values if k[0] in "xyz" and "_" in k]
+    assert len(coordinates) == 3 * len(atoms)
+    assert moved.rexp == pytest.approx(right.rexp, rel=1e-9)
     with pytest.raises(ValueError, match="more points than parameters"):
         rexp(noisy[:3], np.full(3, sigma), 3)
 

@@ -709,12 +709,22 @@ class RefinementResult:
         """The expected Rw from the data's dG
         (:func:`diffpy_cbldm.pdf.rw.rexp`, N points less the refined
         parameters), or None when the data carry no dG. Rw near Rexp:
-        the model fits as well as the stated uncertainties allow."""
+        the model fits as well as the stated uncertainties allow.
+
+        A refined coordinate is restrained to its start (see
+        :func:`refine_cluster`), and a restraint is an observation, as
+        in Rietveld programs: each restrained coordinate adds one
+        observation and one parameter, so only the unrestrained
+        parameters (scale, zoomscale, Uiso, delta2, ...) are subtracted.
+        """
         if self.dg is None:
             return None
         from diffpy_cbldm.pdf.rw import rexp
 
-        refined = sum(unc is not None for _, unc in self.values.values())
+        refined = sum(
+            unc is not None and not _is_coordinate(name)
+            for name, (_, unc) in self.values.items()
+        )
         return rexp(self.gobs, self.dg, refined)
 
     def summary(self):
@@ -1280,6 +1290,13 @@ def _add_variables(
         # zoomscale, which would otherwise be degenerate with them.
         recipe.restrain(var, lb=x0, ub=x0, sig=position_sigma, scaled=True)
     recipe.fix("all")
+
+
+def _is_coordinate(name):
+    """Whether a refined variable's name is a coordinate's (``x_0``,
+    ``y_12``...; both backends name them so)."""
+    axis, _, index = name.partition("_")
+    return axis in ("x", "y", "z") and index.isdigit()
 
 
 def _bound(var, bounds):

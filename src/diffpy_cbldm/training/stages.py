@@ -72,20 +72,19 @@ CONFIG_FILE = "config.json"
 WEIGHTS_DIR = "weights"
 LATENTS_FILE = "latents.pt"
 
-# Which parts of the model configuration each stage depends on.
-_MODEL_PARTS = {
-    "condition": ("condition", "conventions"),
-    "structure": ("condition", "structure", "conventions"),
+# The parts of the model configuration each stage's own network is built
+# from; a stage depends on these, its upstream stages' and the
+# conventions (_model_parts).
+_OWN_PARTS = {
+    "condition": ("condition",),
+    "structure": ("structure",),
     "diffusion": (
-        "condition",
-        "structure",
         "denoiser",
-        "conventions",
         "num_train_timesteps",
         "beta_schedule",
         "latent_scale",
     ),
-    "estimator": ("estimator", "conventions"),
+    "estimator": ("estimator",),
 }
 # The stages whose best weights a stage is trained on (its "upstream").
 _UPSTREAM = {
@@ -131,8 +130,17 @@ def stage_settings(config, stage):
         parts of the model configuration.
     """
     full = json.loads(json.dumps(config.to_dict()))
-    model = {k: full["model"][k] for k in _MODEL_PARTS[stage]}
+    model = {k: full["model"][k] for k in _model_parts(stage)}
     return {"split": full["split"], stage: full[stage], "model": model}
+
+
+def _model_parts(stage):
+    """The parts of the model configuration `stage` depends on: the
+    conventions, its upstream stages' own parts and its own."""
+    parts = ["conventions"]
+    for name in _UPSTREAM[stage] + (stage,):
+        parts += _OWN_PARTS[name]
+    return parts
 
 
 def _conventions_from_manifest(manifest):

@@ -266,7 +266,7 @@ def test_estimator_exported_onto_base_weights(
 
     from diffpy_cbldm import CbLDMGenerator
     from diffpy_cbldm.dataset.store import open_dataset
-    from diffpy_cbldm.training.stages import PIPELINE_METRICS
+    from diffpy_cbldm.training.stages import PIPELINE_METRICS, _export_onto
     from diffpy_cbldm.weights import load_weights, read_manifest
 
     _, base = run
@@ -314,6 +314,19 @@ def test_estimator_exported_onto_base_weights(
         assert torch.equal(value, best["weights"][key]), key
     gen = CbLDMGenerator.from_pretrained(exported)
     assert "cluster_estimator" in gen.modules
+    # Exported onto the exported set, the description names only the
+    # last estimator's data.
+    assert new["description"].count("cluster estimator retrained on") == 1
+    again = tmp_path / "again"
+    (again / "estimator").mkdir(parents=True)
+    shutil.copy(out / "estimator" / "best.pt", again / "estimator")
+    twice = read_manifest(
+        _export_onto(exported, again, config, "0" * 64, "other.h5")
+    )
+    assert twice["description"].count("cluster estimator retrained on") == 1
+    assert twice["description"].endswith(
+        "retrained on other.h5 by " "diffpy_cbldm.training"
+    )
 
 
 def test_base_weights_are_for_stage_four_alone(run, tiny_set, tmp_path):

@@ -745,6 +745,12 @@ def _check_base_weights(stage, base_weights, out_dir, config, data_name):
         )
 
 
+_RETRAINED = "; cluster estimator retrained on "
+"""What an exported set's description adds to its base set's (once: a
+set exported onto an exported set names only its own estimator's
+data)."""
+
+
 def _export_onto(base, out_dir, config, data_hash, data_name):
     """Write a copy of the weights set `base` (a registered name or a
     folder) whose cluster estimator is this run's best stage-4 network.
@@ -787,7 +793,7 @@ def _export_onto(base, out_dir, config, data_hash, data_name):
         data_hash=manifest["data_hash"],
         sampler_defaults=manifest["sampler_defaults"],
         description=(
-            f"{manifest['description']}; cluster estimator retrained on "
+            f"{manifest['description'].split(_RETRAINED)[0]}{_RETRAINED}"
             f"{data_name} by diffpy_cbldm.training"
         ),
     )

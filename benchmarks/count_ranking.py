@@ -19,8 +19,14 @@ compares ranking rules on them, without solving again:
 * ``ceiling``: a candidate of the right count exists among the refined
   ones (what any rule could reach at best).
 
+``--strata K`` draws the candidates instead in K groups of given count
+at the quantiles of the estimator's Gaussian, to see whether a wider
+spread of counts lets the Rw find the right one.
+
 Choose a rule on the validation split, then report it once on the test
-split.
+split. (On mmnp-v2's validation split neither the posterior ranking nor
+the strata beat Rw ranking of ``propose``'s own candidates:
+docs/benchmarks/evaluate.rst.)
 
 Run from the repository root::
 
@@ -42,7 +48,30 @@ WITHIN = 0.10
 KS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0)
 
 
-def solve_cases(gen, dataset, rows, n, seed, noiseless):
+def propose_in_strata(gen, data, n, seed, strata):
+    """`n` candidates drawn in `strata` groups whose counts are given at
+    the quantiles (i + 1/2) / strata of the estimator's Gaussian in ln n,
+    n / strata each: the estimator's spread sampled on purpose instead
+    of about its mean."""
+    from scipy.stats import norm
+
+    from diffpy_cbldm.generator import MIN_ATOMS
+
+    est = gen.estimate(data)
+    mu = np.log(est["count_estimate"])
+    width = est["count_estimate_width"]
+    top = gen.conventions.max_atoms
+    cands = []
+    for i in range(strata):
+        z = norm.ppf((i + 0.5) / strata)
+        count = float(np.clip(np.exp(mu + z * width), MIN_ATOMS, top))
+        cands += gen.propose(
+            data, n // strata, seed=seed + i, count=count, count_width=0.05
+        )
+    return cands
+
+
+def solve_cases(gen, dataset, rows, n, seed, noiseless, strata=1):
     """One record per row: the truth, the estimator's reading and every
     refined candidate's count, Rw and raw Rw, best first."""
     from diffpy_cbldm.evaluation import case_data, diameter, extent
@@ -51,7 +80,10 @@ def solve_cases(gen, dataset, rows, n, seed, noiseless):
     records = []
     for row in rows:
         data, sample = case_data(dataset, int(row), noiseless)
-        cands = gen.propose(data, n, seed=seed)
+        if strata > 1:
+            cands = propose_in_strata(gen, data, n, seed, strata)
+        else:
+            cands = gen.propose(data, n, seed=seed)
         results = refine_candidates(cands, data, progress=False)
         info = cands[0].info
         records.append(
@@ -142,6 +174,13 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--noiseless", action="store_true")
+    parser.add_argument(
+        "--strata",
+        type=int,
+        default=1,
+        help="draw the candidates in this many count strata of the "
+        "estimator's Gaussian (n / strata each; default 1: propose as is)",
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
@@ -159,7 +198,13 @@ def main(argv=None):
     with open_dataset(args.data) as dataset:
         rows = select_cases(dataset, args.split, args.per_type, args.seed)
         records = solve_cases(
-            gen, dataset, rows, args.n, args.seed, args.noiseless
+            gen,
+            dataset,
+            rows,
+            args.n,
+            args.seed,
+            args.noiseless,
+            args.strata,
         )
     out = table(records)
     print_table(out)

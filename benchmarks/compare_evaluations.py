@@ -26,9 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-WITHIN = 0.10
-"""Relative atom-count error counted as right, as evaluate.py counts."""
-
 
 def load_records(path):
     """The test records of an evaluate.py JSON, keyed by (generator,
@@ -41,7 +38,9 @@ def load_records(path):
 
 
 def _right(record):
-    return record["count_error"] <= WITHIN
+    from diffpy_cbldm.evaluation import COUNT_TOLERANCE
+
+    return record["count_error"] <= COUNT_TOLERANCE
 
 
 def _median(values):

@@ -49,11 +49,11 @@ from pathlib import Path
 
 import numpy as np
 
+from diffpy_cbldm.evaluation import COUNT_TOLERANCE
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "count_ambiguity.json"
 
-TOLERANCE = 0.10
-"""A count is right when within 10 % of the truth (evaluate.py's)."""
 
 MODES = ("noisy", "noiseless")
 """Each case is measured with its stored noise and without it."""
@@ -61,14 +61,15 @@ MODES = ("noisy", "noiseless")
 
 def rivals(libraries, data, natoms, element, keep):
     """The `keep` clusters of `libraries` whose count is more than
-    :data:`TOLERANCE` off `natoms` and whose screening Rw against `data`
-    is lowest, as ase.Atoms at their best stretch, best first."""
+    :data:`~diffpy_cbldm.evaluation.COUNT_TOLERANCE` off `natoms` and
+    whose screening Rw against `data` is lowest, as ase.Atoms at their
+    best stretch, best first."""
     from ase import Atoms
 
     found = []
     for lib in libraries:
         rw, stretch = lib.screen(data)
-        off = np.abs(lib.natoms - natoms) / natoms > TOLERANCE
+        off = np.abs(lib.natoms - natoms) / natoms > COUNT_TOLERANCE
         for k in np.flatnonzero(off):
             found.append((rw[k], lib, k, stretch[k]))
     found.sort(key=lambda item: item[0])
@@ -157,7 +158,7 @@ def join_evaluation(records, path, mode):
         r[mode].update(
             cbldm_natoms=e["top_natoms"],
             cbldm_rw=e["refined_rw"],
-            cbldm_count_right=bool(e["count_error"] <= TOLERANCE),
+            cbldm_count_right=bool(e["count_error"] <= COUNT_TOLERANCE),
         )
 
 

@@ -44,7 +44,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-WITHIN = 0.10
 KS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0)
 
 
@@ -134,12 +133,10 @@ def pick(record, k):
     return min(cands, key=score)["natoms"]
 
 
-def right(count, truth):
-    return abs(count - truth) / truth <= WITHIN
-
-
 def table(records):
     """Counts right per rule, per extent and in all."""
+    from diffpy_cbldm.evaluation import count_right
+
     rules = {"rw": None} | {f"posterior {k:g}": k for k in KS}
     groups = {"all": records}
     for rec in records:
@@ -148,9 +145,11 @@ def table(records):
     for name, members in groups.items():
         row = {"cases": len(members)}
         for rule, k in rules.items():
-            row[rule] = sum(right(pick(r, k), r["natoms"]) for r in members)
+            row[rule] = sum(
+                count_right(pick(r, k), r["natoms"]) for r in members
+            )
         row["ceiling"] = sum(
-            any(right(c["natoms"], r["natoms"]) for c in r["candidates"])
+            any(count_right(c["natoms"], r["natoms"]) for c in r["candidates"])
             for r in members
         )
         out[name] = row

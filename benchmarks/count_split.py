@@ -36,6 +36,8 @@ import json
 import sys
 from pathlib import Path
 
+from diffpy_cbldm.evaluation import COUNT_TOLERANCE
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULTS = {
@@ -50,9 +52,6 @@ DEFAULTS = {
         RESULTS / "count_split_noiseless.json",
     ),
 }
-COUNT_TOLERANCE = 0.10
-"""Relative atom-count error still counted right, as evaluate.py's
-``count_within_10pct`` (``count_error <= 0.10``)."""
 SPLIT = "test"
 """The split evaluate.py draws its cases from
 (:func:`diffpy_cbldm.evaluation.run_evaluation`)."""

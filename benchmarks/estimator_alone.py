@@ -35,7 +35,12 @@ MODES = ("qdamp_known", "qdamp_unknown")
 def read_cases(gen, dataset, rows):
     """One record per (row, version, mode): the estimator's reading and
     the truth."""
-    from diffpy_cbldm.evaluation import case_data, diameter, extent
+    from diffpy_cbldm.evaluation import (
+        case_data,
+        count_right,
+        diameter,
+        extent,
+    )
     from diffpy_cbldm.pdf.datafile import PDFData
 
     records = []
@@ -72,7 +77,7 @@ def read_cases(gen, dataset, rows):
                         "count_estimate_width": reading[
                             "count_estimate_width"
                         ],
-                        "count_right": abs(n - truth) <= 0.1 * truth,
+                        "count_right": count_right(n, truth),
                         "type_estimate": reading["type_estimate"],
                         "type_right": reading["type_estimate"]
                         == sample.structure_type,

@@ -41,10 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "estimator_quality.json"
 
 
-def _within(n, truth):
-    return abs(n - truth) / truth <= 0.10
-
-
 def estimator_alone(gen, dataset):
     """Part 1: the estimator on every validation PDF, told its Qdamp
     (``"qdamp_known"``) and not (``"qdamp_unknown"``)."""
@@ -100,7 +96,7 @@ def estimator_alone(gen, dataset):
 
 def _scores(estimate, kind, truth_n, truth_type, extents, width):
     from diffpy_cbldm.clusters.build import STRUCTURE_TYPES
-    from diffpy_cbldm.evaluation import EXTENTS
+    from diffpy_cbldm.evaluation import COUNT_TOLERANCE, EXTENTS
     from diffpy_cbldm.generator import UNCERTAIN_COUNT_WIDTH as wide
 
     groups = {
@@ -116,7 +112,10 @@ def _scores(estimate, kind, truth_n, truth_type, extents, width):
         out[name] = {
             "pdfs": int(keep.sum()),
             "count_within_10pct": float(
-                np.mean(np.abs(estimate[keep] / truth_n[keep] - 1) <= 0.1)
+                np.mean(
+                    np.abs(estimate[keep] / truth_n[keep] - 1)
+                    <= COUNT_TOLERANCE
+                )
             ),
             "median_abs_log_error": float(
                 np.median(np.abs(np.log(estimate[keep] / truth_n[keep])))
@@ -133,7 +132,7 @@ def _scores(estimate, kind, truth_n, truth_type, extents, width):
 
 def with_guidance(gen, dataset, rows, n, seed, strengths):
     """Part 2: propose and refine at each guidance strength."""
-    from diffpy_cbldm.evaluation import case_data
+    from diffpy_cbldm.evaluation import case_data, count_right
     from diffpy_cbldm.generator import refine_candidates
 
     table = {}
@@ -179,7 +178,10 @@ def with_guidance(gen, dataset, rows, n, seed, strengths):
             ),
             "top_count_within_10pct": float(
                 np.mean(
-                    [_within(r["top_natoms"], r["natoms"]) for r in records]
+                    [
+                        count_right(r["top_natoms"], r["natoms"])
+                        for r in records
+                    ]
                 )
             ),
             "median_refined_rw": float(

@@ -33,7 +33,7 @@ SETTINGS = {"fragments": True, "no fragments": False}
 
 def solve_rows(gen, dataset, rows, n, seed, noiseless):
     """One record per row and setting."""
-    from diffpy_cbldm.evaluation import case_data
+    from diffpy_cbldm.evaluation import case_data, count_right
     from diffpy_cbldm.generator import refine_candidates
 
     records = []
@@ -52,7 +52,7 @@ def solve_rows(gen, dataset, rows, n, seed, noiseless):
                     "setting": label,
                     "count_estimate": cands[0].info["count_estimate"],
                     "top_natoms": len(top.atoms),
-                    "count_right": abs(len(top.atoms) - truth) <= 0.1 * truth,
+                    "count_right": count_right(len(top.atoms), truth),
                     "exact": len(top.atoms) == truth,
                     "refined_rw": float(top.rw),
                     "top_generator": top.atoms.info["generator"],

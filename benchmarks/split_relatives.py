@@ -50,6 +50,7 @@ from diffpy_cbldm.clusters.build import (
 )
 from diffpy_cbldm.dataset.acquisition import PAPER_SETTINGS
 from diffpy_cbldm.dataset.store import open_dataset
+from diffpy_cbldm.evaluation import COUNT_TOLERANCE
 from diffpy_cbldm.pdf.debye import DebyePDFCalculator
 from diffpy_cbldm.pdf.rw import rw_free_scale
 
@@ -93,7 +94,7 @@ def group_evaluation(path, ids, related, label="train relative"):
     return {
         key: dict(
             cases=len(g),
-            count_ok=sum(r["count_error"] <= 0.1 for r in g),
+            count_ok=sum(r["count_error"] <= COUNT_TOLERANCE for r in g),
             median_refined_rw=float(np.median([r["refined_rw"] for r in g])),
         )
         for key, g in sorted(groups.items())

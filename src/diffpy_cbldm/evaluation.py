@@ -41,8 +41,10 @@ from diffpy_cbldm.clusters.bonds import (  # noqa: F401
 )
 
 __all__ = [
+    "COUNT_TOLERANCE",
     "EXTENTS",
     "case_groups",
+    "count_right",
     "SIZE_BINS",
     "StructureTyper",
     "case_data",
@@ -63,9 +65,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+COUNT_TOLERANCE = 0.10
+"""Relative atom-count error counted as right: the issue's "atom count
+within 10 %"."""
+
 SIZE_BINS = ((5, 80), (80, 170), (170, 256))
 """Atom-count bins of the paper's Table 3; a count n is in bin (lo, hi)
 when lo <= n < hi, the last bin including 256."""
+
+
+def count_right(count, truth):
+    """Whether `count` is within :data:`COUNT_TOLERANCE` of `truth`."""
+    return abs(count - truth) / truth <= COUNT_TOLERANCE
 
 
 def case_groups(records):
@@ -402,7 +413,7 @@ def _stats(group, refine):
         "cases": len(group),
         "median_raw_rw": float(np.median([r["raw_rw"] for r in group])),
         "count_within_10pct": float(
-            np.mean([r["count_error"] <= 0.10 for r in group])
+            np.mean([r["count_error"] <= COUNT_TOLERANCE for r in group])
         ),
         "type_correct": float(
             np.mean([r["top_type"] == r["type"] for r in group])

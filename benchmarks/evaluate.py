@@ -65,6 +65,20 @@ def main(argv=None):
         "--no-library; no reference and experimental part)",
     )
     parser.add_argument(
+        "--site-moves",
+        type=int,
+        default=None,
+        help="most site-refinement moves per candidate (default: the "
+        "package's; 0: none)",
+    )
+    parser.add_argument(
+        "--site-count-window",
+        type=float,
+        default=None,
+        help="let the site refinement change each count by this fraction "
+        "(default: the package's, 0; inf: unbounded)",
+    )
+    parser.add_argument(
         "--merge",
         nargs="+",
         metavar="JSON",
@@ -106,6 +120,8 @@ def main(argv=None):
         count_given=args.count_given,
         shared=SHARED,
         out=args.out,
+        site_moves=args.site_moves,
+        site_count_window=args.site_count_window,
     )
 
 

@@ -121,8 +121,9 @@ def _add_solve(sub):
         description=(
             "Generate N candidate nanoparticles for a measured PDF with a "
             "trained CbLDM (the N of --draws sampled clusters that fit the "
-            "data best), refine each with diffpy.srfit and rank them by "
-            "Rw. Writes rankNN.{xyz,cif,res,fgr,png}, best_fits.png and "
+            "data best), refine each (first its outline, atom by atom on "
+            "its site arrangement, then with diffpy.srfit) and rank them "
+            "by Rw. Writes rankNN.{xyz,cif,res,fgr,png}, best_fits.png and "
             "summary.csv into OUTDIR."
         ),
     )
@@ -253,6 +254,23 @@ def _add_solve(sub):
     )
     _optional_float(p, "--qbroad", help="Qbroad in Å⁻¹ (default: header)")
     p.add_argument(
+        "--site-moves",
+        type=int,
+        default=None,
+        help=(
+            "most atoms moved per candidate on its site arrangement before "
+            "the refinement, each only when it lowers Rw enough (default "
+            "60; 0 refines the candidates as generated)"
+        ),
+    )
+    _optional_float(
+        p,
+        "--site-count-window",
+        help="let the site refinement also add and remove atoms, changing "
+        "each candidate's count by up to this fraction of it (default 0: "
+        "the count stays the generator's)",
+    )
+    p.add_argument(
         "--positions",
         action="store_true",
         help="also refine the atomic positions (restrained)",
@@ -276,6 +294,8 @@ SUMMARY_FIELDS = (
     "raw_uiso",
     "raw_delta2",
     "n_atoms",
+    "generated_atoms",
+    "site_moves",
     "formula",
     "structure_type",
     "zoomscale",
@@ -311,6 +331,11 @@ def _run_solve(args):
     if args.library_n is not None:
         check_count("--library-n", args.library_n)
     check_count("--top", args.top)
+    if args.site_moves is not None:
+        check_count("--site-moves", args.site_moves, least=0)
+    window = args.site_count_window
+    if window is not None and not window >= 0:
+        raise ValueError(f"--site-count-window must be >= 0, got {window}")
     outdir = _output_folder(args.outdir)
     gen = CbLDMGenerator.from_pretrained(args.weights)
     data = as_pdf_data(
@@ -383,6 +408,8 @@ def _run_solve(args):
         data,
         refine_positions=args.positions,
         progress=not args.no_progress,
+        site_moves=args.site_moves,
+        site_count_window=args.site_count_window,
         **options,
     )
     rows = []
@@ -397,6 +424,10 @@ def _run_solve(args):
                 "raw_uiso": f"{info.get('rw_uiso', float('nan')):.5f}",
                 "raw_delta2": f"{info.get('rw_delta2', float('nan')):.3f}",
                 "n_atoms": len(result.atoms),
+                "generated_atoms": info.get(
+                    "site_start_atoms", len(result.atoms)
+                ),
+                "site_moves": _format(info.get("site_moves"), "d"),
                 "formula": result.atoms.get_chemical_formula(),
                 "structure_type": info.get("structure_type") or "",
                 "zoomscale": f"{result.values['zoomscale'][0]:.4f}",
@@ -424,14 +455,14 @@ def _run_solve(args):
     print(f"{args.data}: {len(results)} candidates, weights {gen.name}")
     print(_fit_settings(results[0].settings))
     print(
-        f"{'rank':>4} {'Rw':>7} {'raw Rw':>7} {'atoms':>6} "
+        f"{'rank':>4} {'Rw':>7} {'raw Rw':>7} {'atoms':>6} {'(gen.)':>6} "
         f"{'zoom':>7} {'formula':<10} generator"
     )
     for row in rows:
         print(
             f"{row['rank']:>4} {row['rw']:>7} {row['raw_rw']:>7} "
-            f"{row['n_atoms']:>6} {row['zoomscale']:>7} {row['formula']:<10} "
-            f"{row['generator']}"
+            f"{row['n_atoms']:>6} {row['generated_atoms']:>6} "
+            f"{row['zoomscale']:>7} {row['formula']:<10} {row['generator']}"
         )
     print(f"wrote {len(written)} files to {outdir}")
     if removed:

@@ -237,6 +237,22 @@ def machine_record():
     }
 
 
+def site_refinement_settings(site_moves=None, site_count_window=None):
+    """The settings of the site refinement every refined candidate got
+    (:mod:`diffpy_cbldm.site_refinement`; its defaults where None), for
+    the records; an unbounded count window is written as None."""
+    from diffpy_cbldm import site_refinement as sr
+
+    window = (
+        sr.COUNT_WINDOW if site_count_window is None else site_count_window
+    )
+    return {
+        "max_moves": sr.MAX_MOVES if site_moves is None else site_moves,
+        "count_window": float(window) if np.isfinite(window) else None,
+        "move_penalty": sr.MOVE_PENALTY,
+    }
+
+
 def select_cases(dataset, split="test", per_type=10, seed=0):
     """Rows of `split` to evaluate: up to `per_type` of each structure
     type, drawn at random (seeded) across the three size bins in turn so
@@ -326,6 +342,8 @@ def evaluate(
     noiseless=False,
     count_given=False,
     progress=True,
+    site_moves=None,
+    site_count_window=None,
 ):
     """Run generators on dataset rows and record the outcome of each.
 
@@ -349,6 +367,10 @@ def evaluate(
         count=)``, as a user who knows it from elsewhere would): what the
         generator makes of the rest of the structure. Only for generators
         that take a count (CbLDMGenerator).
+    site_moves, site_count_window : optional
+        The site refinement's settings
+        (:func:`~diffpy_cbldm.generator.refine_candidates`; its defaults
+        when None).
 
     Returns
     -------
@@ -395,7 +417,13 @@ def evaluate(
             top = best_raw
             if refine:
                 t0 = time.perf_counter()
-                results = refine_candidates(cands, data, progress=False)
+                results = refine_candidates(
+                    cands,
+                    data,
+                    progress=False,
+                    site_moves=site_moves,
+                    site_count_window=site_count_window,
+                )
                 rec["refine_s"] = time.perf_counter() - t0
                 rec["refined_rw"] = float(results[0].rw)
                 top = results[0].atoms
@@ -403,6 +431,8 @@ def evaluate(
             rec["count_error"] = abs(len(top) - truth) / truth
             rec["top_type"] = typer(top) if len(top) > 1 else "none"
             rec["top_generator"] = top.info.get("generator")
+            for key in ("site_moves", "site_added", "site_removed"):
+                rec[f"top_{key}"] = top.info.get(key)
             records.append(rec)
             logger.info("%s", rec)
     return records
@@ -648,6 +678,8 @@ def run_evaluation(
     shared=None,
     out=None,
     echo=print,
+    site_moves=None,
+    site_count_window=None,
 ):
     """The full evaluation (``cbldm evaluate``, ``benchmarks/evaluate.py``).
 
@@ -682,6 +714,10 @@ def run_evaluation(
         Write the results as JSON there (atomically).
     echo : callable
         Receives the printed tables.
+    site_moves, site_count_window : optional
+        The site refinement's settings for every case
+        (:func:`~diffpy_cbldm.generator.refine_candidates`; its defaults
+        when None), recorded in the results.
 
     Returns
     -------
@@ -704,6 +740,7 @@ def run_evaluation(
             "cluster of a test case's count"
         )
     started = time.perf_counter()
+    site = {"site_moves": site_moves, "site_count_window": site_count_window}
     gens = {}
     if cbldm:
         gens["cbldm"] = CbLDMGenerator.from_pretrained(weights, "cpu")
@@ -731,6 +768,7 @@ def run_evaluation(
         seed=seed,
         noiseless=noiseless,
         count_given=count_given,
+        **site,
     )
     summary = summarise(records)
     echo_summary(summary, echo)
@@ -744,13 +782,21 @@ def run_evaluation(
         )
     elif shared is not None and shared.is_dir():
         cases = reference_cases(shared / "diffpy-reference")
-        reference = solve_cases(gens, cases, typer=typer, n=n, seed=seed)
+        reference = solve_cases(
+            gens, cases, typer=typer, n=n, seed=seed, **site
+        )
         exp = [
             (p.stem, load_pdf(p), None)
             for p in sorted((shared / "experimental").glob("*.gr"))
         ]
         experimental = solve_cases(
-            gens, exp, typer=typer, n=n, seed=seed, rmax=EXPERIMENTAL_RMAX
+            gens,
+            exp,
+            typer=typer,
+            n=n,
+            seed=seed,
+            rmax=EXPERIMENTAL_RMAX,
+            **site,
         )
         echo_solved(reference, experimental, echo)
     else:
@@ -770,6 +816,7 @@ def run_evaluation(
             "noiseless": noiseless,
             "count_given": count_given,
         },
+        "site_refinement": site_refinement_settings(**site),
         "weights": gens["cbldm"].name if cbldm else None,
         "weights_data_hash": (
             gens["cbldm"].manifest.get("data_hash") if cbldm else None

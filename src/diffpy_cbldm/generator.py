@@ -216,24 +216,26 @@ def _element(pdf, element):
     return element
 
 
-def _settings(pdf, fit_rmax=None):
+def _settings(pdf, fit_rmax=None, fit_rmin=None):
     """Debye settings for comparing candidates with the data: the data
     header's Q values, else refine.DEFAULTS, as refinement resolves them
     (with its warning when the Fourier range is unknown); the data's
-    r-grid from 1.5 Å (or its start) to its end."""
+    r-grid from 1.5 Å (or its start, or `fit_rmin`) to its end (or
+    `fit_rmax`)."""
     from diffpy_cbldm.refine import DEFAULTS, _resolve_settings
 
     settings = _resolve_settings(pdf)[0]
-    rmin = max(DEFAULTS["rmin"], float(pdf.r[0]))
+    rmin = DEFAULTS["rmin"] if fit_rmin is None else float(fit_rmin)
+    rmin = max(rmin, float(pdf.r[0]))
     rmax = float(pdf.r[-1]) if fit_rmax is None else float(fit_rmax)
     return settings, rmin, rmax
 
 
-def _fit_points(pdf, fit_rmax=None):
+def _fit_points(pdf, fit_rmax=None, fit_rmin=None):
     """The Debye settings of :func:`_settings` and the data's points over
     its fit range: ``settings, r, gobs, dg`` (dg None when the data have
     none)."""
-    settings, rmin, rmax = _settings(pdf, fit_rmax)
+    settings, rmin, rmax = _settings(pdf, fit_rmax, fit_rmin)
     keep = (pdf.r >= rmin) & (pdf.r <= rmax)
     dg = None if pdf.dg is None else pdf.dg[keep]
     return settings, pdf.r[keep], pdf.g[keep], dg
@@ -1143,6 +1145,8 @@ class CbLDMGenerator:
         count=None,
         count_width=None,
         progress=True,
+        site_moves=None,
+        site_count_window=None,
         **refine_options,
     ):
         """Propose `n` candidates, refine each, return them ranked by Rw.
@@ -1155,6 +1159,11 @@ class CbLDMGenerator:
             As for :meth:`propose`.
         progress : bool
             Show a progress bar over the refinements.
+        site_moves, site_count_window : optional
+            As for :func:`refine_candidates`: the site refinement that
+            moves atoms of each candidate on its arrangement (and, with
+            a count window, adds and removes them) before the continuous
+            refinement; ``site_moves=0`` skips it.
         **refine_options
             Keywords of :func:`diffpy_cbldm.refine.refine_cluster`
             (``rmin``, ``rmax``, ``qmin``, ``qmax``, ``qdamp``,
@@ -1191,20 +1200,50 @@ class CbLDMGenerator:
             count_width=count_width,
         )
         return refine_candidates(
-            candidates, pdf, progress=progress, **refine_options
+            candidates,
+            pdf,
+            progress=progress,
+            site_moves=site_moves,
+            site_count_window=site_count_window,
+            **refine_options,
         )
 
 
-def refine_candidates(candidates, data, *, progress=True, **refine_options):
+def refine_candidates(
+    candidates,
+    data,
+    *,
+    progress=True,
+    site_moves=None,
+    site_count_window=None,
+    **refine_options,
+):
     """Refine candidates from any generators and rank them together.
+
+    Each candidate on a site arrangement first has its outline refined,
+    atom by atom, on that arrangement
+    (:func:`~diffpy_cbldm.site_refinement.refine_candidate_sites`: the
+    atom count and shape), then its continuous parameters by
+    :func:`~diffpy_cbldm.refine.refine_cluster`.
 
     Parameters
     ----------
     candidates : sequence of ase.Atoms
     data : anything :func:`as_pdf_data` accepts
     progress : bool
+    site_moves : int, optional
+        Most atoms added, removed or moved per candidate in the site
+        refinement (default
+        :data:`~diffpy_cbldm.site_refinement.MAX_MOVES`); 0 refines the
+        candidates as they come.
+    site_count_window : float, optional
+        How far the site refinement may change a candidate's atom count,
+        as a fraction of it (default
+        :data:`~diffpy_cbldm.site_refinement.COUNT_WINDOW`, 0: atoms are
+        only moved, the count stays the generator's).
     **refine_options
-        Keywords of :func:`diffpy_cbldm.refine.refine_cluster`.
+        Keywords of :func:`diffpy_cbldm.refine.refine_cluster`; its Q
+        settings and fit range hold for the site refinement too.
 
     Returns
     -------
@@ -1212,7 +1251,19 @@ def refine_candidates(candidates, data, *, progress=True, **refine_options):
     """
     from tqdm.auto import tqdm
 
+    from diffpy_cbldm.refine import Q_SETTINGS
+    from diffpy_cbldm.site_refinement import MAX_MOVES, refine_candidate_sites
+
     pdf = as_pdf_data(data)
+    candidates = refine_candidate_sites(
+        candidates,
+        as_pdf_data(pdf, **{k: refine_options.get(k) for k in Q_SETTINGS}),
+        max_moves=MAX_MOVES if site_moves is None else site_moves,
+        count_window=site_count_window,
+        rmin=refine_options.get("rmin"),
+        rmax=refine_options.get("rmax"),
+        progress=progress,
+    )
     results = []
     # One summary instead of a warning per anti-correlated candidate.
     flagged = []

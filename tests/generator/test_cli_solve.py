@@ -38,6 +38,7 @@ def test_solve_writes_ranked_files(tiny_weights, measured, tmp_path, capsys):
     assert rws == sorted(rws)
     assert all(int(row["pieces"]) >= 1 for row in rows)
     assert all(int(row["joined_sites"]) >= 0 for row in rows)
+    assert all(int(row["generated_atoms"]) >= 1 for row in rows)
     # one displacement per run, the one every raw Rw was computed with
     assert len({(row["raw_uiso"], row["raw_delta2"]) for row in rows}) == 1
     assert 0 < float(rows[0]["raw_uiso"]) <= 0.1
@@ -64,7 +65,8 @@ def test_solve_writes_ranked_files(tiny_weights, measured, tmp_path, capsys):
 def test_solve_checks_its_outputs_before_the_work(
     tiny_weights, measured, tmp_path, capsys
 ):
-    """An output folder that is a file and a --top below 1 are one-line
+    """An output folder that is a file, a --top below 1 and a negative
+    --site-moves are one-line
     errors before any sampling, and nothing is written."""
     blocker = tmp_path / "afile"
     blocker.write_text("")
@@ -72,6 +74,8 @@ def test_solve_checks_its_outputs_before_the_work(
         (blocker, ()),
         (blocker / "below", ()),
         (tmp_path / "out", ("--top", "0")),
+        (tmp_path / "out", ("--site-moves", "-1")),
+        (tmp_path / "out", ("--site-count-window", "-0.1")),
     ):
         code = _solve(
             measured, tmp_path, out, "--weights", str(tiny_weights), *options
@@ -79,7 +83,12 @@ def test_solve_checks_its_outputs_before_the_work(
         assert code == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("cbldm: error:")
-        assert "afile is a file" in err or "--top must be at least 1" in err
+        assert (
+            "afile is a file" in err
+            or "--top must be at least 1" in err
+            or "--site-moves must be at least 0" in err
+            or "--site-count-window must be >= 0" in err
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "au.gr"]
 
 
@@ -332,9 +341,10 @@ def test_solve_count_option(tiny_weights, measured, tmp_path, capsys):
     assert code == 0
     assert "atom count given: 40 (ln n ± 0.05)" in capsys.readouterr().out
     with open(out / "summary.csv") as fh:
-        # decoded: the tiny model's atoms merged into others count too
+        # decoded: the tiny model's atoms merged into others count too;
+        # the site refinement may change the count after that
         counts = [
-            int(row["n_atoms"]) + int(row["merged_atoms"])
+            int(row["generated_atoms"]) + int(row["merged_atoms"])
             for row in csv.DictReader(fh)
         ]
     assert all(36 <= n <= 44 for n in counts), counts

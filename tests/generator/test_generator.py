@@ -473,25 +473,48 @@ def test_q_settings_given_go_into_the_header(measured, caplog):
         as_pdf_data(data, qmax=0.5)
 
 
+def _start_rw(result, header):
+    """Rw of the cluster srfit started from, at the screening's
+    displacement."""
+    info = result.atoms.info
+    start = Atoms(f"Au{len(result.atoms)}", result.start_positions)
+    return candidate_rw(
+        [start], header, uiso=info["rw_uiso"], delta2=info["rw_delta2"]
+    )[0]
+
+
 def test_screening_uses_the_q_settings_given(generator, measured):
     r, g, _ = measured
     truth = {"qmin": 0.7, "qmax": 25.0, "qdamp": 0.03}
+    header = PDFData.from_arrays(r, g, metadata=truth)
+    # Without the site refinement srfit starts from the candidates as
+    # generated, whose raw Rw was screened with the settings given.
+    results = generator.solve(
+        (r, g),
+        n=2,
+        seed=0,
+        element="Au",
+        progress=False,
+        site_moves=0,
+        **truth,
+    )
+    for result in results:
+        assert result.settings["qmin"] == (0.7, "argument")
+        assert result.atoms.info["site_moves"] is None
+        assert result.atoms.info["raw_rw"] == pytest.approx(
+            _start_rw(result, header), rel=1e-9
+        )
+    # With it, srfit starts from the edited clusters, whose Rw the site
+    # refinement computed with the same settings.
     results = generator.solve(
         (r, g), n=2, seed=0, element="Au", progress=False, **truth
     )
-    header = PDFData.from_arrays(r, g, metadata=truth)
     for result in results:
-        start = Atoms(f"Au{len(result.atoms)}", result.start_positions)
-        assert result.settings["qmin"] == (0.7, "argument")
         info = result.atoms.info
-        assert info["raw_rw"] == pytest.approx(
-            candidate_rw(
-                [start],
-                header,
-                uiso=info["rw_uiso"],
-                delta2=info["rw_delta2"],
-            )[0],
-            rel=1e-9,
+        assert info["site_start_atoms"] == len(result.atoms)
+        assert info["site_rw"][1] <= info["site_rw"][0]
+        assert info["site_rw"][1] == pytest.approx(
+            _start_rw(result, header), abs=2e-3
         )
 
 

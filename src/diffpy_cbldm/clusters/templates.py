@@ -35,6 +35,7 @@ __all__ = [
     "MATCH_TOL",
     "SEARCH_RADIUS",
     "build_templates",
+    "neighbour_sites",
     "register",
     "site_targets",
     "seed_sites",
@@ -240,6 +241,41 @@ def register(x, stype, tol=MATCH_TOL, radius=SEARCH_RADIUS):
     return best[1], best[2]
 
 
+def neighbour_sites(occupied, stype, reach=1.0 + MATCH_TOL):
+    """The empty sites of the arrangement within `reach` (NN units) of
+    an occupied one.
+
+    Parameters
+    ----------
+    occupied : ndarray, shape (n, 3)
+        Exact sites (:func:`register`), template units.
+    stype : str
+    reach : float
+        Largest distance from an occupied site; the default takes the
+        bonded shell.
+
+    Returns
+    -------
+    ndarray, shape (m, 3)
+        Distinct sites, none of them occupied, in a fixed order.
+    """
+    from scipy.spatial import cKDTree
+
+    occupied = np.asarray(occupied, dtype=float)
+    if stype in _LATTICE:
+        ball = seed_sites(stype, radius=reach)
+        steps = ball[np.linalg.norm(ball, axis=1) > 0.5]
+        near = (occupied[:, None] + steps[None]).reshape(-1, 3)
+        near, on = snap(near, stype)
+        near = _distinct(near[on])
+    else:
+        every = _finite_arrangement(stype)
+        d, _ = cKDTree(occupied).query(every)
+        near = every[d < reach]
+    d, _ = cKDTree(occupied).query(near)
+    return near[d > MATCH_TOL]
+
+
 def _distinct(x):
     """Rows of `x` without repeats (equal to 1e-4 NN), exact values."""
     _, keep = np.unique(np.round(x, 4), axis=0, return_index=True)
@@ -264,21 +300,10 @@ def build_templates(occupied, grow=1.0 + MATCH_TOL):
         ``{stype: ndarray (m, 3)}``, sites sorted by distance from the
         origin (ties by coordinates).
     """
-    from scipy.spatial import cKDTree
-
     out = {}
     for stype, sites in occupied.items():
         used = _distinct(np.concatenate(list(sites)))
-        if stype in _LATTICE:
-            ball = seed_sites(stype, radius=grow)
-            steps = ball[np.linalg.norm(ball, axis=1) > 0.5]
-            near = (used[:, None] + steps[None]).reshape(-1, 3)
-            near, on = snap(near, stype)
-            near = near[on]
-        else:
-            every = _finite_arrangement(stype)
-            d, _ = cKDTree(used).query(every)
-            near = every[d < grow]
+        near = neighbour_sites(used, stype, grow)
         sites = _distinct(np.concatenate([used, near]))
         order = np.lexsort((*sites.T[::-1], np.linalg.norm(sites, axis=1)))
         out[stype] = sites[order]

@@ -314,6 +314,7 @@ def _run_solve(args):
     import io
 
     from diffpy_cbldm.arguments import check_count
+    from diffpy_cbldm.site_refinement import check_count_window
     from diffpy_cbldm.clusters.bonds import connected_parts
     from diffpy_cbldm.generator import (
         CbLDMGenerator,
@@ -333,9 +334,7 @@ def _run_solve(args):
     check_count("--top", args.top)
     if args.site_moves is not None:
         check_count("--site-moves", args.site_moves, least=0)
-    window = args.site_count_window
-    if window is not None and not window >= 0:
-        raise ValueError(f"--site-count-window must be >= 0, got {window}")
+    check_count_window(args.site_count_window, "--site-count-window")
     outdir = _output_folder(args.outdir)
     gen = CbLDMGenerator.from_pretrained(args.weights)
     data = as_pdf_data(

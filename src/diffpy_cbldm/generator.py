@@ -1252,13 +1252,13 @@ def refine_candidates(
     from tqdm.auto import tqdm
 
     from diffpy_cbldm.refine import Q_SETTINGS
-    from diffpy_cbldm.site_refinement import MAX_MOVES, refine_candidate_sites
+    from diffpy_cbldm.site_refinement import refine_candidate_sites
 
     pdf = as_pdf_data(data)
     candidates = refine_candidate_sites(
         candidates,
         as_pdf_data(pdf, **{k: refine_options.get(k) for k in Q_SETTINGS}),
-        max_moves=MAX_MOVES if site_moves is None else site_moves,
+        max_moves=site_moves,
         count_window=site_count_window,
         rmin=refine_options.get("rmin"),
         rmax=refine_options.get("rmax"),

@@ -43,6 +43,7 @@ __all__ = [
     "MOVE_PENALTY",
     "COUNT_WINDOW",
     "refine_candidate_sites",
+    "check_count_window",
 ]
 
 logger = logging.getLogger(__name__)
@@ -168,18 +169,15 @@ class PairProfiles:
         w[~inside] = 0.0
         return rows, w
 
-    def pair_sums(self, distances, weights=None):
+    def pair_sums(self, distances):
         """Sum of the profiles of the pair `distances` along the last axis:
-        ``distances`` (..., k) -> (..., nr); `weights` (..., k) scale each
-        pair (0 leaves it out)."""
+        ``distances`` (..., k) -> (..., nr)."""
         from scipy.sparse import csr_matrix
 
         distances = np.asarray(distances, dtype=float)
         shape = distances.shape
         m = int(np.prod(shape[:-1], dtype=int))
         rows, w = self.weights(distances.reshape(-1))
-        if weights is not None:
-            w = w * np.asarray(weights, dtype=float).reshape(-1, 1)
         out_rows = np.repeat(np.arange(m), shape[-1])
         s = csr_matrix(
             (
@@ -394,11 +392,21 @@ def refine_sites(
     return new
 
 
+def check_count_window(value, name="count_window"):
+    """A count window (:func:`refine_candidate_sites`) as a float, its
+    default :data:`COUNT_WINDOW` for None; a ValueError that names
+    `name` for a negative value or NaN (``inf`` is allowed)."""
+    window = COUNT_WINDOW if value is None else float(value)
+    if not window >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return window
+
+
 def refine_candidate_sites(
     candidates,
     pdf,
     *,
-    max_moves=MAX_MOVES,
+    max_moves=None,
     rmin=None,
     rmax=None,
     penalty=None,
@@ -419,8 +427,9 @@ def refine_candidate_sites(
     candidates : sequence of ase.Atoms
     pdf : PDFData
         The data, with the Q settings of the fit in its header.
-    max_moves : int
-        Most moves per candidate; 0 returns the candidates unchanged.
+    max_moves : int, optional
+        Most moves per candidate (default :data:`MAX_MOVES`); 0 returns
+        the candidates unchanged.
     rmin, rmax : float, optional
         The fit range (default: from 1.5 Å to the data's end).
     penalty : float, optional
@@ -436,9 +445,11 @@ def refine_candidate_sites(
     Returns
     -------
     list of ase.Atoms
-        Edited copies; a candidate of several elements, without a
-        ``structure_type``, or off its arrangement, is returned as it
-        is, with ``info["site_moves"]`` None.
+        Edited copies; a candidate of several elements, of another
+        element than the first editable one (the pair profiles are that
+        element's), without a ``structure_type``, or off its
+        arrangement, is returned as it is, with ``info["site_moves"]``
+        None.
     """
     from tqdm.auto import tqdm
 
@@ -450,10 +461,10 @@ def refine_candidate_sites(
         data_displacement,
     )
 
+    if max_moves is None:
+        max_moves = MAX_MOVES
     max_moves = check_count("max_moves", max_moves, least=0)
-    window = COUNT_WINDOW if count_window is None else float(count_window)
-    if not window >= 0:
-        raise ValueError(f"count_window must be >= 0, got {count_window!r}")
+    window = check_count_window(count_window)
     candidates = list(candidates)
     editable = [
         k

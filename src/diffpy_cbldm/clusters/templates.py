@@ -262,6 +262,7 @@ def neighbour_sites(occupied, stype, reach=1.0 + MATCH_TOL):
     from scipy.spatial import cKDTree
 
     occupied = np.asarray(occupied, dtype=float)
+    tree = cKDTree(occupied)
     if stype in _LATTICE:
         ball = seed_sites(stype, radius=reach)
         steps = ball[np.linalg.norm(ball, axis=1) > 0.5]
@@ -270,9 +271,9 @@ def neighbour_sites(occupied, stype, reach=1.0 + MATCH_TOL):
         near = _distinct(near[on])
     else:
         every = _finite_arrangement(stype)
-        d, _ = cKDTree(occupied).query(every)
+        d, _ = tree.query(every)
         near = every[d < reach]
-    d, _ = cKDTree(occupied).query(near)
+    d, _ = tree.query(near)
     return near[d > MATCH_TOL]
 
 
